@@ -51,7 +51,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")] = 0,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and final results.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -59,8 +61,12 @@ def _root(
 ) -> None:
     state.verbose = verbose
     state.quiet = quiet
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)])
+    if quiet:
+        level = logging.ERROR
+    else:
+        level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    handler = RichHandler(console=err_console, show_path=False)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
 
 
 def main() -> None:
@@ -91,4 +97,6 @@ def main() -> None:
 
 _OUT_HELP = "Folder for results.json, report.md and plots (created; existing files are replaced atomically)."
 OutOption = Annotated[Path, typer.Option("--out", "-o", help=_OUT_HELP)]
-SeedOption = Annotated[int, typer.Option("--seed", help="Fixes every random choice (sampling, partitions, init).")]
+SeedOption = Annotated[
+    int, typer.Option("--seed", help="Fixes every random choice (sampling, partitions, init).")
+]

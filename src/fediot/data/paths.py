@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fediot.errors import DataError
 
-__all__ = ["data_root", "shipped_file", "sha256_file", "verify_shipped"]
+__all__ = ["data_root", "sha256_file", "shipped_file", "verify_shipped"]
 
 _ENV = "FEDIOT_DATA_DIR"
 

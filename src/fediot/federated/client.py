@@ -14,7 +14,7 @@ from fediot.federated.types import ClientUpdate, Config, Weights
 from fediot.models.train import TrainConfig, train_classifier
 from fediot.models.weights import get_weights, set_weights
 
-__all__ = ["Client", "ClassifierClient", "client_seed", "train_config_from"]
+__all__ = ["ClassifierClient", "Client", "client_seed", "train_config_from"]
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from typing import NamedTuple, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Config", "Metrics", "Scalar", "Weights", "ClientUpdate", "weights_nbytes"]
+__all__ = ["ClientUpdate", "Config", "Metrics", "Scalar", "Weights", "weights_nbytes"]
 
 Scalar: TypeAlias = bool | int | float | str
 """A value that may cross the network in a config or a metrics record."""
