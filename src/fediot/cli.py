@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -100,3 +100,91 @@ OutOption = Annotated[Path, typer.Option("--out", "-o", help=_OUT_HELP)]
 SeedOption = Annotated[
     int, typer.Option("--seed", help="Fixes every random choice (sampling, partitions, init).")
 ]
+
+
+class RichProgress:
+    """Renders :class:`fediot.experiments.progress.Progress` calls as Rich progress bars."""
+
+    def __init__(self, progress: Any) -> None:
+        self._progress = progress
+        self._task: Any = None
+
+    def task(self, description: str, total: int) -> None:
+        """Start a new bar (the previous one stays on screen, completed)."""
+        self._task = self._progress.add_task(description, total=max(total, 1), info="")
+
+    def advance(self, steps: int = 1, *, info: str = "") -> None:
+        """Advance the current bar."""
+        if self._task is not None:
+            self._progress.update(self._task, advance=steps, info=info)
+
+
+def _results_table(results: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from fediot.report.summary_table import summary_rows
+
+    headers, rows = summary_rows(results)
+    table = Table(title=f"{results['experiment']} (seeds {results['seeds']})", show_lines=False)
+    for h in headers:
+        table.add_column(h, justify="left" if h in ("model", "variant", "client") else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+DEFAULT_EXPERIMENT = "kdd-gateways"
+
+
+@app.command()
+def run(
+    experiment: Annotated[
+        str,
+        typer.Argument(help="Experiment name (see `fediot experiments`) or a TOML config path."),
+    ] = DEFAULT_EXPERIMENT,
+    out: OutOption = Path("out"),
+    seed: SeedOption = 0,
+    repeats: Annotated[int, typer.Option("--repeats", "-n", help="Run N seeds; report mean ± std.")] = 1,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="Dataset for experiments that take one (e.g. nsl-kdd, gateway, or a path)."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value, e.g. --set train.lr=0.05 (repeatable)."),
+    ] = None,
+) -> None:
+    """Run an experiment and write OUT/results.json, OUT/report.md (and plots)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fediot.experiments.runner import run_experiment
+
+    overrides = list(set_ or [])
+    if data is not None:
+        overrides.append(
+            f"data.source={data!r}" if not data.startswith(("'", '"')) else f"data.source={data}"
+        )
+    columns = (
+        TextColumn("[bold blue]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+    with Progress(*columns, console=err_console, disable=state.quiet, transient=False) as bar:
+        output = run_experiment(
+            experiment, out=out, seed=seed, repeats=repeats, overrides=overrides, progress=RichProgress(bar)
+        )
+    console.print(_results_table(output.results))
+    console.print(f"results: {output.results_path}\nreport:  {output.report_path}")
+
+
+@app.command("experiments")
+def list_experiments() -> None:
+    """List the shipped experiment configs."""
+    from fediot.experiments.config import available_configs, load_config
+
+    for name in available_configs():
+        console.print(f"[bold]{name}[/]: {load_config(name).get('description', '')}")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from dataclasses import replace
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 from torch import nn
 
-from fediot.federated.types import ClientUpdate, Config, Weights
-from fediot.models.train import TrainConfig, train_classifier
+from fediot.federated.types import ClientUpdate, Config, Metrics, Weights
+from fediot.models.train import TrainConfig, reconstruction_errors, train_autoencoder, train_classifier
 from fediot.models.weights import get_weights, set_weights
 
 __all__ = ["ClassifierClient", "Client", "client_seed", "train_config_from"]
@@ -116,3 +117,118 @@ class ClassifierClient:
             seed=client_seed(self.seed, self.client_id, server_round),
         )
         return ClientUpdate(get_weights(module), int(self.x.shape[0]), {"train_loss": loss})
+
+
+class _Transform(Protocol):
+    def transform(self, x: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+class AutoencoderClient:
+    """An IoT gateway: trains the shared autoencoder on its own benign rows.
+
+    The raw rows never leave the object; what it returns are weights, counts, scalar metrics and the
+    sufficient statistics asked for by :meth:`feature_stats` and :meth:`error_stats`.
+
+    Parameters
+    ----------
+    client_id : str
+    model_factory : callable
+        Builds a fresh autoencoder of the global architecture.
+    x_train : ndarray of shape (n_train, n_features)
+        Raw (unscaled) benign training rows, in time order.
+    x_opt : ndarray of shape (n_opt, n_features)
+        Raw benign rows held out to fit the threshold (N-BaIoT's "optimisation" set).
+    train_config : TrainConfig
+        Local training defaults (the server's config may override them per round).
+    seed : int
+        Run seed; per-round seeds are derived with :func:`client_seed`.
+    retrain_every : int
+        "Retraining" (the seed README's method, our reading): every ``retrain_every`` rounds
+        (``server_round % retrain_every == 0``) the client, after its normal local epochs, trains one
+        more epoch on a fresh random ``retrain_fraction`` of its benign training rows before replying.
+        0 disables it.
+    retrain_fraction : float
+        Fraction of the training rows drawn (without replacement) for a retraining pass.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        model_factory: Callable[[], nn.Module],
+        x_train: NDArray[np.float32],
+        x_opt: NDArray[np.float32],
+        train_config: TrainConfig,
+        *,
+        seed: int,
+        retrain_every: int = 0,
+        retrain_fraction: float = 0.5,
+    ) -> None:
+        if x_train.shape[0] == 0:
+            raise ValueError(f"client {client_id!r} has no benign training rows")
+        if retrain_every < 0:
+            raise ValueError(f"retrain_every must be >= 0, got {retrain_every}")
+        if not 0.0 < retrain_fraction <= 1.0:
+            raise ValueError(f"retrain_fraction must be in (0, 1], got {retrain_fraction}")
+        self.client_id = client_id
+        self.model_factory = model_factory
+        self.x_train_raw = x_train
+        self.x_opt_raw = x_opt
+        self.train_config = train_config
+        self.seed = seed
+        self.retrain_every = retrain_every
+        self.retrain_fraction = retrain_fraction
+        self._module: nn.Module | None = None
+        self._x_train: NDArray[np.float32] | None = None
+        self._x_opt: NDArray[np.float32] | None = None
+
+    @property
+    def num_train(self) -> int:
+        """Number of benign training rows."""
+        return int(self.x_train_raw.shape[0])
+
+    def _model(self) -> nn.Module:
+        if self._module is None:
+            self._module = self.model_factory()
+        return self._module
+
+    def set_scaler(self, scaler: _Transform) -> None:
+        """Scale the local rows with the (federated) scaler the server broadcast."""
+        self._x_train = scaler.transform(self.x_train_raw)
+        self._x_opt = scaler.transform(self.x_opt_raw) if self.x_opt_raw.shape[0] else self.x_opt_raw
+
+    def _scaled_train(self) -> NDArray[np.float32]:
+        if self._x_train is None:
+            raise RuntimeError(f"client {self.client_id!r}: set_scaler() must be called before training")
+        return self._x_train
+
+    def fit(self, weights: Weights, config: Config) -> ClientUpdate:
+        """Train from ``weights`` on the local benign rows (plus a retraining pass when due)."""
+        x = self._scaled_train()
+        module = self._model()
+        set_weights(module, weights)
+        server_round = int(config.get("server-round", 1))
+        seed = client_seed(self.seed, self.client_id, server_round)
+        tc = train_config_from(config, self.train_config)
+        loss = train_autoencoder(module, x, tc, seed=seed)
+        retrain_every = int(config.get("retrain-every", self.retrain_every))
+        retrained = retrain_every > 0 and server_round % retrain_every == 0
+        if retrained:
+            fraction = float(config.get("retrain-fraction", self.retrain_fraction))
+            rng = np.random.default_rng(seed)
+            k = max(1, round(fraction * x.shape[0]))
+            subset = np.sort(rng.choice(x.shape[0], size=k, replace=False))
+            loss = train_autoencoder(module, x[subset], replace(tc, epochs=1), seed=seed + 1)
+        metrics: Metrics = {"train_loss": loss, "retrained": retrained}
+        return ClientUpdate(get_weights(module), self.num_train, metrics)
+
+    def errors(self, weights: Weights, which: Literal["train", "opt"] = "opt") -> NDArray[np.float64]:
+        """Per-row reconstruction MSE of the local (scaled) rows under ``weights``; stays on the client."""
+        module = self._model()
+        set_weights(module, weights)
+        if which == "train":
+            x = self._scaled_train()
+        else:
+            if self._x_opt is None:
+                raise RuntimeError(f"client {self.client_id!r}: set_scaler() must be called first")
+            x = self._x_opt
+        return reconstruction_errors(module, x)

@@ -1,0 +1,56 @@
+"""Plain Markdown tables and number formatting shared by every report."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["fmt", "fmt_pm", "markdown_table"]
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """Format a number for a table (``-`` for missing/NaN).
+
+    Examples
+    --------
+    >>> fmt(0.123456), fmt(None), fmt(float("nan")), fmt(12)
+    ('0.1235', '-', '-', '12')
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def fmt_pm(mean: Any, std: Any, digits: int = 4) -> str:
+    """Format ``mean ± std`` (just the mean when std is missing).
+
+    Examples
+    --------
+    >>> fmt_pm(0.5, 0.01), fmt_pm(0.5, None)
+    ('0.5000 ± 0.0100', '0.5000')
+    """
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return fmt(mean, digits)
+    return f"{fmt(mean, digits)} ± {fmt(std, digits)}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Return a GitHub-flavoured Markdown table.
+
+    Examples
+    --------
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+    """
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
