@@ -53,6 +53,44 @@ def _kdd_gateways(cfg: dict[str, Any], seeds: list[int], progress: Progress) -> 
     return _finish(results, per_seed), kdd_gateways_markdown
 
 
+def _anomaly(cfg: dict[str, Any], seeds: list[int], progress: Progress) -> tuple[dict[str, Any], Any]:
+    from fediot.experiments.anomaly import AnomalyConfig, run_variant
+    from fediot.experiments.datasets import load_anomaly_dataset
+    from fediot.report.anomaly import anomaly_markdown
+
+    config = AnomalyConfig.from_dict(cfg)
+    data_cfg = dict(cfg.get("data", {}))
+    source = str(data_cfg.get("source", "nsl-kdd"))
+    per_seed = []
+    datasets = []
+    for seed in seeds:
+        progress.task(f"data: {source} (seed {seed})", 1)
+        ds = load_anomaly_dataset(source, seed, data_cfg)
+        progress.advance(info=f"{len(ds.clients)} clients")
+        datasets.append(ds)
+        per_seed.append({spec.name: run_variant(ds, spec, config, seed=seed, progress=progress)
+                         for spec in config.variants})
+    ds = datasets[0]
+    results: dict[str, Any] = {
+        "dataset": ds.name,
+        "protocol": ds.protocol,
+        "data": data_cfg,
+        "config": {k: v for k, v in asdict(config).items() if k != "extra"},
+        "num_features": len(ds.feature_names),
+        "clients": {
+            cid: {
+                "train_rows": int(c.x_train.shape[0]),
+                "opt_rows": int(c.x_opt.shape[0]),
+                "test_rows": {n: int(t.x.shape[0]) for n, t in c.tests.items()},
+                "test_attack_rows": {n: int(t.y.sum()) for n, t in c.tests.items()},
+            }
+            for cid, c in ds.clients.items()
+        },
+        "test_sets": list(ds.test_names),
+    }
+    return _finish(results, per_seed), anomaly_markdown
+
+
 def _finish(results: dict[str, Any], per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     mean, std = mean_std(per_seed)
     results["runs"] = mean
@@ -62,7 +100,7 @@ def _finish(results: dict[str, Any], per_seed: list[dict[str, Any]]) -> dict[str
 
 
 Runner = Callable[[dict[str, Any], list[int], Progress], tuple[dict[str, Any], Any]]
-EXPERIMENTS: dict[str, Runner] = {"kdd-gateways": _kdd_gateways}
+EXPERIMENTS: dict[str, Runner] = {"kdd-gateways": _kdd_gateways, "anomaly": _anomaly}
 
 
 def run_experiment(
@@ -93,9 +131,9 @@ def run_experiment(
         raise ConfigError(f"--repeats must be >= 1, got {repeats}")
     cfg = apply_overrides(load_config(name), overrides or [])
     kind = str(cfg.get("name", name))
-    runner = EXPERIMENTS.get(kind)
+    runner = EXPERIMENTS.get(str(cfg.get("kind", kind)))
     if runner is None:
-        raise ConfigError(f"unknown experiment {kind!r}; available: {', '.join(sorted(EXPERIMENTS))}")
+        raise ConfigError(f"config {name!r}: unknown experiment kind {cfg.get('kind', kind)!r}")
     seeds = [seed + k for k in range(repeats)]
     t0 = time.perf_counter()
     body, render = runner(cfg, seeds, progress or NullProgress())
@@ -112,6 +150,6 @@ def run_experiment(
     }
     out = Path(out)
     results_path = write_json(out / "results.json", results)
-    report_path = write_text(out / "report.md", render(results))
+    report_path = write_text(out / "report.md", render(results, out))
     log.info("wrote %s and %s", results_path, report_path)
     return ExperimentOutput(results, results_path, report_path)

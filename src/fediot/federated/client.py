@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from torch import nn
 
+from fediot.data.scaling import SufficientStats
 from fediot.federated.types import ClientUpdate, Config, Metrics, Weights
 from fediot.models.train import TrainConfig, reconstruction_errors, train_autoencoder, train_classifier
 from fediot.models.weights import get_weights, set_weights
@@ -220,6 +221,18 @@ class AutoencoderClient:
             loss = train_autoencoder(module, x[subset], replace(tc, epochs=1), seed=seed + 1)
         metrics: Metrics = {"train_loss": loss, "retrained": retrained}
         return ClientUpdate(get_weights(module), self.num_train, metrics)
+
+    def feature_stats(self) -> SufficientStats:
+        """Per-feature sufficient statistics of the raw benign training rows (for the federated scaler)."""
+        return SufficientStats.from_array(self.x_train_raw)
+
+    def error_stats(self, weights: Weights) -> SufficientStats:
+        """Sufficient statistics of the reconstruction errors on the opt rows (for the federated threshold).
+
+        Falls back to the training rows when the client holds no opt rows.
+        """
+        which: Literal["train", "opt"] = "opt" if self.x_opt_raw.shape[0] else "train"
+        return SufficientStats.from_array(self.errors(weights, which)[:, None])
 
     def errors(self, weights: Weights, which: Literal["train", "opt"] = "opt") -> NDArray[np.float64]:
         """Per-row reconstruction MSE of the local (scaled) rows under ``weights``; stays on the client."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple, TypeAlias
 
-import numpy as np
-from numpy.typing import NDArray
+from fediot.models.weights import Weights
 
 __all__ = ["ClientUpdate", "Config", "Metrics", "Scalar", "Weights", "weights_nbytes"]
 
@@ -19,8 +18,6 @@ Config: TypeAlias = Mapping[str, Scalar]
 Metrics: TypeAlias = dict[str, Scalar]
 """Scalar results a client reports (never raw rows)."""
 
-Weights: TypeAlias = list[NDArray[np.float32]]
-"""A model's parameters as a list of float32 arrays, in the module's ``state_dict`` order."""
 
 
 class ClientUpdate(NamedTuple):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
-from fediot.federated.types import Weights
+__all__ = ["Weights", "get_weights", "init_module", "set_weights"]
 
-__all__ = ["get_weights", "init_module", "set_weights"]
+Weights: TypeAlias = list[NDArray[np.float32]]
+"""A model's parameters as a list of float32 arrays, in the module's ``state_dict`` order."""
 
 
 def get_weights(module: nn.Module) -> Weights:

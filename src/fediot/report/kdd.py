@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fediot.report.tables import fmt, fmt_pm, markdown_table
@@ -33,8 +34,9 @@ def kdd_gateways_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def kdd_gateways_markdown(results: dict[str, Any]) -> str:
-    """Return ``report.md`` for a ``kdd-gateways`` results dict."""
+def kdd_gateways_markdown(results: dict[str, Any], out: Path | None = None) -> str:
+    """Return ``report.md`` for a ``kdd-gateways`` results dict (``out`` is unused: no plots)."""
+    del out
     runs, std = results["runs"], results.get("runs_std") or {}
     cfg = results["config"]
     seeds = results["seeds"]

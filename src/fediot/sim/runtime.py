@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,8 @@ class SimResult:
 
     weights: Weights
     rounds: list[RoundRecord] = field(default_factory=list)
+    rng_state: dict[str, Any] | None = None
+    """Client-selection generator state after the last round (pass it back to resume)."""
 
     @property
     def bytes_sent(self) -> int:
@@ -87,6 +90,8 @@ def run_rounds(
     fit_config: Callable[[int], Config] | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     tolerate_failures: bool = False,
+    start_round: int = 1,
+    rng_state: Mapping[str, Any] | None = None,
 ) -> SimResult:
     """Run ``num_rounds`` federated rounds in this process.
 
@@ -116,6 +121,11 @@ def run_rounds(
     tolerate_failures : bool
         If True, a client that raises is logged and counted, and the round aggregates the others
         (it fails if fewer than ``min_fit_clients`` reply); if False the exception propagates.
+    start_round : int
+        First round to run (resume: the last finished round + 1, with ``initial_weights`` and the
+        strategy's state restored from that round); runs rounds ``start_round..num_rounds``.
+    rng_state : mapping, optional
+        ``SimResult.rng_state`` of the run being resumed (replaces the state seeded by ``seed``).
 
     Returns
     -------
@@ -125,11 +135,15 @@ def run_rounds(
         raise ConfigError(f"num_rounds must be >= 0, got {num_rounds}")
     if not clients:
         raise ConfigError("no clients to train")
+    if start_round < 1:
+        raise ConfigError(f"start_round must be >= 1, got {start_round}")
     rng = np.random.default_rng(seed)
+    if rng_state is not None:
+        rng.bit_generator.state = dict(rng_state)
     ids = list(clients)
     weights = [w.copy() for w in initial_weights]
     result = SimResult(weights=weights)
-    for server_round in range(1, num_rounds + 1):
+    for server_round in range(start_round, num_rounds + 1):
         t0 = time.perf_counter()
         selected = select_clients(rng, ids, fraction_fit, min_fit_clients)
         config: dict[str, bool | int | float | str] = dict(fit_config(server_round) if fit_config else {})
@@ -165,4 +179,5 @@ def run_rounds(
         if on_round is not None:
             on_round(record)
     result.weights = weights
+    result.rng_state = dict(rng.bit_generator.state)
     return result

@@ -1,0 +1,155 @@
+"""Seconds per round: the in-process runtime vs Flower's simulation engine on the same FedAvgM workload.
+
+Workload: 9 clients x 20 rounds (``--rounds``), the 115-86-58-38-29 autoencoder, 2,000 rows per client,
+1 local epoch, FedAvgM. Data: the 299 real N-BaIoT benign rows shipped in ``data/nbaiot/samples``,
+log1p-compressed, tiled to 2,000 rows per client with small multiplicative jitter (a stand-in for the
+full N-BaIoT data, which is not available offline; the timing does not depend on the values).
+
+Run: ``FLWR_TELEMETRY_ENABLED=0 python benchmarks/bench_runtimes.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+for _key, _value in {
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+from fediot.federated.client import AutoencoderClient, Client  # noqa: E402
+from fediot.federated.strategy import FedAvgM  # noqa: E402
+from fediot.federated.types import Weights  # noqa: E402
+from fediot.models.autoencoder import Autoencoder, AutoencoderConfig  # noqa: E402
+from fediot.models.train import TrainConfig  # noqa: E402
+from fediot.models.weights import get_weights, init_module  # noqa: E402
+from fediot.sim.runtime import SimResult, run_rounds  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "nbaiot" / "samples" / "benign_traffic.csv.gz"
+NUM_FEATURES = 115
+
+
+class _Identity:
+    def transform(self, x: Any) -> Any:
+        return x
+
+
+def make_clients(num_clients: int, rows: int, seed: int) -> dict[str, Client]:
+    base = pd.read_csv(SAMPLE).select_dtypes("number").to_numpy(np.float64)[:, :NUM_FEATURES]
+    base = np.log1p(np.abs(base))
+    rng = np.random.default_rng(seed)
+    clients: dict[str, Client] = {}
+    for i in range(num_clients):
+        idx = rng.integers(0, base.shape[0], size=rows)
+        x = (base[idx] * rng.normal(1.0, 0.01, size=(rows, NUM_FEATURES))).astype(np.float32)
+        c = AutoencoderClient(
+            f"dev{i}",
+            lambda: Autoencoder(AutoencoderConfig(NUM_FEATURES)),
+            x,
+            x[:0],
+            TrainConfig(epochs=1, batch_size=64, lr=0.01),
+            seed=seed,
+        )
+        c.set_scaler(_Identity())
+        clients[c.client_id] = c
+    return clients
+
+
+def initial_weights(seed: int) -> Weights:
+    return get_weights(init_module(Autoencoder(AutoencoderConfig(NUM_FEATURES)), seed))
+
+
+def bench_sim(args: argparse.Namespace) -> tuple[float, SimResult]:
+    clients = make_clients(args.clients, args.rows, args.seed)
+    t0 = time.perf_counter()
+    result = run_rounds(
+        clients,
+        FedAvgM(server_learning_rate=1.0, server_momentum=0.9),
+        initial_weights(args.seed),
+        num_rounds=args.rounds,
+        seed=args.seed,
+        fit_config=lambda _r: {"local-epochs": 1},
+    )
+    return time.perf_counter() - t0, result
+
+
+def bench_flower(args: argparse.Namespace) -> tuple[float, SimResult]:
+    from flwr.simulation import run_simulation
+
+    from fediot.flower import ServerConfig, make_client_app, make_server_app
+
+    clients = make_clients(args.clients, args.rows, args.seed)
+    ids = sorted(clients)
+    results: list[SimResult] = []
+    config = ServerConfig(
+        num_rounds=args.rounds,
+        strategy="fedavgm",
+        server_learning_rate=1.0,
+        server_momentum=0.9,
+        min_available_clients=args.clients,
+        seed=args.seed,
+        fit_config={"local-epochs": 1},
+    )
+
+    def client_fn(context: Any) -> Client:
+        return clients[ids[int(context.node_config["partition-id"])]]
+
+    server = make_server_app(
+        lambda _c: config, lambda _c: initial_weights(args.seed), on_result=results.append
+    )
+    random.seed(args.seed)
+    t0 = time.perf_counter()
+    run_simulation(
+        server_app=server,
+        client_app=make_client_app(client_fn),
+        num_supernodes=args.clients,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": os.cpu_count() or 1},
+        },
+    )
+    return time.perf_counter() - t0, results[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(
+        f"workload: {args.clients} clients x {args.rounds} rounds, autoencoder 115-86-58-38-29, "
+        f"{args.rows} rows/client (299 real N-BaIoT benign rows tiled + 1% jitter), 1 local epoch, FedAvgM; "
+        f"{os.cpu_count()} CPUs"
+    )
+    sim_s, sim = bench_sim(args)
+    rss_sim = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    fl_s, fl = bench_flower(args)
+    per_round_sim = sim_s / args.rounds
+    per_round_fl = fl_s / args.rounds
+    in_round_fl = float(np.mean([r.seconds for r in fl.rounds]))
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(sim.weights, fl.weights, strict=True))
+    print(
+        f"sim.run_rounds          : {per_round_sim:7.3f} s/round  (total {sim_s:.1f} s, RSS {rss_sim:.0f} M)"
+    )
+    print(f"flower run_simulation   : {per_round_fl:7.3f} s/round  (total {fl_s:.1f} s incl. Ray start/stop)")
+    print(f"flower, rounds only     : {in_round_fl:7.3f} s/round  (mean of the ServerApp's round timings)")
+    ratio, ratio_rounds = per_round_fl / per_round_sim, in_round_fl / per_round_sim
+    print(f"ratio flower/sim        : {ratio:7.2f}x  (rounds only: {ratio_rounds:.2f}x)")
+    print(f"max |w_sim - w_flower|  : {diff:.3g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Convert fediot's transport-agnostic values (weights, configs, updates, statistics) to Flower records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fediot.federated.types import ClientUpdate, Config, Metrics, Scalar, Weights
+
+if TYPE_CHECKING:  # flwr is an optional dependency, imported lazily where it is used
+    from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+
+__all__ = [
+    "ARRAYS_KEY",
+    "CONFIG_KEY",
+    "METRICS_KEY",
+    "NUM_EXAMPLES_KEY",
+    "OTHER_METRICS_KEY",
+    "arrayrecord_to_weights",
+    "config_to_configrecord",
+    "configrecord_to_config",
+    "import_flwr",
+    "recorddict_to_statistics",
+    "recorddict_to_update",
+    "statistics_to_recorddict",
+    "update_to_recorddict",
+    "weights_to_arrayrecord",
+]
+
+ARRAYS_KEY = "arrays"
+"""RecordDict key of the ArrayRecord (weights or statistics), as in Flower's strategies."""
+CONFIG_KEY = "config"
+"""RecordDict key of the ConfigRecord sent by the server."""
+METRICS_KEY = "metrics"
+"""RecordDict key of the MetricRecord in a reply (holds ``num-examples`` and numeric metrics)."""
+OTHER_METRICS_KEY = "metrics-other"
+"""RecordDict key of a ConfigRecord holding a reply's bool and str metrics (a MetricRecord cannot)."""
+NUM_EXAMPLES_KEY = "num-examples"
+"""The FedAvg weight, under Flower's default ``weighted_by_key``."""
+
+_FLOWER_MISSING = "Flower is not installed; install the extra with: pip install 'fediot[flower]'"
+
+
+def import_flwr() -> Any:
+    """Import and return the ``flwr.app`` module, or fail naming the extra to install.
+
+    Call it before any ``from flwr... import`` so a missing extra gives an actionable message.
+
+    Raises
+    ------
+    ImportError
+        If ``flwr`` is missing (the message names ``pip install 'fediot[flower]'``).
+    """
+    try:
+        import flwr.app
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(_FLOWER_MISSING) from exc
+    return flwr.app
+
+
+def weights_to_arrayrecord(weights: Weights) -> ArrayRecord:
+    """Wrap ``weights`` (a list of float32 arrays) in an ``ArrayRecord`` (keys ``"0"``, ``"1"``, ...)."""
+    import_flwr()
+    from flwr.app import ArrayRecord
+
+    return ArrayRecord([np.ascontiguousarray(w, dtype=np.float32) for w in weights])
+
+
+def arrayrecord_to_weights(record: ArrayRecord) -> Weights:
+    """Return the arrays of ``record`` as float32 ``Weights``, in record order."""
+    return [np.asarray(a, dtype=np.float32) for a in record.to_numpy_ndarrays()]
+
+
+def config_to_configrecord(config: Config) -> ConfigRecord:
+    """Wrap a fediot ``Config`` (kebab-case keys, scalar values) in a ``ConfigRecord``."""
+    import_flwr()
+    from flwr.app import ConfigRecord
+
+    return ConfigRecord({str(k): v for k, v in config.items()})
+
+
+def configrecord_to_config(record: ConfigRecord) -> dict[str, Scalar]:
+    """Return the scalar entries of ``record`` as a fediot ``Config`` (lists and bytes are refused).
+
+    Raises
+    ------
+    TypeError
+        If a value is not a bool, int, float or str.
+    """
+    out: dict[str, Scalar] = {}
+    for key, value in record.items():
+        if not isinstance(value, bool | int | float | str):
+            raise TypeError(f"config value {key!r} must be a scalar, got {type(value).__name__}")
+        out[key] = value
+    return out
+
+
+def update_to_recorddict(update: ClientUpdate) -> RecordDict:
+    """Encode a client's reply: weights, ``num-examples`` and its metrics; nothing else.
+
+    Numeric metrics go to the MetricRecord beside ``num-examples``; bool and str metrics to a
+    ConfigRecord (``metrics-other``) so their types survive the trip.
+    """
+    import_flwr()
+    from flwr.app import ConfigRecord, ConfigRecordValues, MetricRecord, MetricRecordValues, RecordDict
+
+    numeric: dict[str, MetricRecordValues] = {NUM_EXAMPLES_KEY: int(update.num_examples)}
+    other: dict[str, ConfigRecordValues] = {}
+    for key, value in update.metrics.items():
+        if key == NUM_EXAMPLES_KEY:
+            raise ValueError(f"metric name {NUM_EXAMPLES_KEY!r} is reserved")
+        if isinstance(value, bool | str):
+            other[key] = value
+        else:
+            numeric[key] = value
+    content: dict[str, ArrayRecord | MetricRecord | ConfigRecord] = {
+        ARRAYS_KEY: weights_to_arrayrecord(update.weights),
+        METRICS_KEY: MetricRecord(numeric),
+    }
+    if other:
+        content[OTHER_METRICS_KEY] = ConfigRecord(other)
+    return RecordDict(content)
+
+
+def recorddict_to_update(content: RecordDict) -> ClientUpdate:
+    """Decode :func:`update_to_recorddict`'s output back to a :class:`ClientUpdate`."""
+    metric_record = content.metric_records[METRICS_KEY]
+    num_examples = metric_record[NUM_EXAMPLES_KEY]
+    if not isinstance(num_examples, int | float) or num_examples < 0:
+        raise ValueError(f"reply has an invalid {NUM_EXAMPLES_KEY}: {num_examples!r}")
+    metrics: Metrics = {}
+    for key, value in metric_record.items():
+        if key != NUM_EXAMPLES_KEY and isinstance(value, int | float):
+            metrics[key] = value
+    if OTHER_METRICS_KEY in content.config_records:
+        metrics.update(configrecord_to_config(content.config_records[OTHER_METRICS_KEY]))
+    weights = arrayrecord_to_weights(content.array_records[ARRAYS_KEY])
+    return ClientUpdate(weights, int(num_examples), metrics)
+
+
+def statistics_to_recorddict(stats: Mapping[str, NDArray[Any]], count: int) -> RecordDict:
+    """Encode a statistics query's answer: named sufficient-statistic arrays and the row count."""
+    import_flwr()
+    from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+
+    arrays = ArrayRecord({name: Array(np.ascontiguousarray(a)) for name, a in stats.items()})
+    return RecordDict({ARRAYS_KEY: arrays, METRICS_KEY: MetricRecord({NUM_EXAMPLES_KEY: int(count)})})
+
+
+def recorddict_to_statistics(content: RecordDict) -> tuple[dict[str, NDArray[Any]], int]:
+    """Decode :func:`statistics_to_recorddict`'s output: ``(arrays by name, count)``."""
+    record = content.array_records[ARRAYS_KEY]
+    stats = {name: np.asarray(arr.numpy()) for name, arr in record.items()}
+    count = content.metric_records[METRICS_KEY][NUM_EXAMPLES_KEY]
+    if not isinstance(count, int):
+        raise ValueError(f"statistics reply has a non-integer count: {count!r}")
+    return stats, count

@@ -1,0 +1,321 @@
+"""Deployment helpers: TLS and SuperNode-auth keys, and the SuperLink/SuperNode command lines."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "FLOWER_ENV",
+    "CertPaths",
+    "flower_env",
+    "generate_certs",
+    "run_foreground",
+    "start_process",
+    "stop_process",
+    "superlink_command",
+    "supernode_command",
+]
+
+FLOWER_ENV: Mapping[str, str] = {
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+}
+"""Environment every Flower process gets: no telemetry, no update check, no per-run env builds."""
+
+_MISSING = "generating certificates needs `cryptography`; install it with: pip install 'fediot[flower]'"
+
+
+@dataclass(frozen=True, slots=True)
+class CertPaths:
+    """The files :func:`generate_certs` writes.
+
+    Attributes
+    ----------
+    ca_cert, ca_key : Path
+        The certificate authority (keep ``ca_key`` offline in production).
+    server_cert, server_key : Path
+        The SuperLink's TLS certificate (SANs: the given hosts/IPs) and key.
+    node_keys : list of Path
+        One SuperNode private key per node (OpenSSH format, EC P-384), each with a ``.pub`` beside it.
+    """
+
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+    node_keys: list[Path]
+
+    @property
+    def node_public_keys(self) -> list[Path]:
+        """The ``.pub`` files to register with the SuperLink."""
+        return [p.with_suffix(".pub") for p in self.node_keys]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def generate_certs(
+    out: str | Path,
+    *,
+    num_nodes: int = 3,
+    hosts: Sequence[str] = ("127.0.0.1", "localhost"),
+    days: int = 365,
+) -> CertPaths:
+    """Create a CA, a server certificate for ``hosts`` and ``num_nodes`` SuperNode auth key pairs.
+
+    Parameters
+    ----------
+    out : str or Path
+        Folder to write into (created; existing files are replaced).
+    num_nodes : int
+        SuperNode key pairs to create (``supernode-1.key`` / ``.pub``, ...).
+    hosts : sequence of str
+        IP addresses and DNS names the SuperLink is reached at (subject alternative names).
+    days : int
+        Validity of the certificates.
+
+    Returns
+    -------
+    CertPaths
+    """
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(_MISSING) from exc
+    if num_nodes < 0:
+        raise ValueError(f"num_nodes must be >= 0, got {num_nodes}")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    pem = serialization.Encoding.PEM
+    no_pass = serialization.NoEncryption()
+
+    ca_key = ec.generate_private_key(ec.SECP384R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fediot CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    server_key = ec.generate_private_key(ec.SECP384R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0] if hosts else "superlink")])
+        )
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    paths = CertPaths(
+        ca_cert=folder / "ca.crt",
+        ca_key=folder / "ca.key",
+        server_cert=folder / "server.pem",
+        server_key=folder / "server.key",
+        node_keys=[folder / f"supernode-{i}.key" for i in range(1, num_nodes + 1)],
+    )
+    paths.ca_cert.write_bytes(ca_cert.public_bytes(pem))
+    _write_private(paths.ca_key, ca_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, no_pass))
+    paths.server_cert.write_bytes(server_cert.public_bytes(pem))
+    _write_private(
+        paths.server_key, server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, no_pass)
+    )
+    for key_path in paths.node_keys:
+        node_key = ec.generate_private_key(ec.SECP384R1())
+        _write_private(key_path, node_key.private_bytes(pem, serialization.PrivateFormat.OpenSSH, no_pass))
+        key_path.with_suffix(".pub").write_bytes(
+            node_key.public_key().public_bytes(
+                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+            )
+        )
+    return paths
+
+
+def _executable(name: str) -> str:
+    """Find a Flower script on PATH, else beside this interpreter (an unactivated virtual environment)."""
+    import sys
+
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise FileNotFoundError(
+            f"{name} not found on PATH; install the extra with: pip install 'fediot[flower]'"
+        )
+    return found
+
+
+def superlink_command(
+    certs: CertPaths | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9093,
+    database: str | Path | None = None,
+    node_auth: bool = True,
+) -> list[str]:
+    """Return the ``flower-superlink`` command line (TLS unless ``certs`` is None, then ``--insecure``).
+
+    Flower 1.41 serves the Fleet, Control and Runtime APIs over HTTP(S) on ``host:port``.
+    """
+    cmd = [_executable("flower-superlink"), "--host", host, "--port", str(port)]
+    cmd += ["--disable-runtime-dependency-installation"]
+    if certs is None:
+        cmd.append("--insecure")
+    else:
+        cmd += ["--ssl-ca-certfile", str(certs.ca_cert), "--ssl-certfile", str(certs.server_cert)]
+        cmd += ["--ssl-keyfile", str(certs.server_key)]
+        if node_auth:
+            cmd.append("--enable-supernode-auth")
+    if database is not None:
+        cmd += ["--database", str(database)]
+    return cmd
+
+
+def supernode_command(
+    superlink: str,
+    *,
+    root_cert: str | Path | None,
+    auth_key: str | Path | None,
+    node_config: Mapping[str, str | int | float],
+    port: int = 9094,
+    isolation: str = "subprocess",
+) -> list[str]:
+    """Return the ``flower-supernode`` command line.
+
+    Parameters
+    ----------
+    superlink : str
+        ``host:port`` of the SuperLink.
+    root_cert : path or None
+        CA certificate that signed the SuperLink's certificate (None: ``--insecure``).
+    auth_key : path or None
+        This node's private key (OpenSSH, EC) for node authentication.
+    node_config : mapping
+        Passed as ``--node-config`` (e.g. ``data-path``, ``client-id``).
+    port : int
+        This SuperNode's local Runtime API port (must differ between nodes on one host).
+    isolation : {"subprocess", "process"}
+        How the ClientApp runs (``process``: a separately started SuperExec).
+    """
+    config = " ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}" for k, v in node_config.items())
+    cmd = [_executable("flower-supernode"), "--superlink", superlink, "--port", str(port)]
+    cmd += ["--isolation", isolation, "--node-config", config]
+    cmd += ["--insecure"] if root_cert is None else ["--root-certificates", str(root_cert)]
+    if auth_key is not None:
+        cmd += ["--auth-supernode-private-key", str(auth_key)]
+    return cmd
+
+
+def flower_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return ``os.environ`` plus :data:`FLOWER_ENV` (plus ``extra``).
+
+    This interpreter's script folder goes first on ``PATH``: the SuperLink and SuperNode start
+    ``flower-superexec`` by name, and must find the one of this (maybe unactivated) environment.
+    """
+    import sys
+
+    env = dict(os.environ)
+    env.update(FLOWER_ENV)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if extra:
+        env.update(extra)
+    return env
+
+
+def start_process(
+    cmd: Sequence[str], *, log_path: str | Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own process group (so :func:`stop_process` stops its children too)."""
+    log_file = Path(log_path).open("ab")  # noqa: SIM115 - the child inherits it; ours is closed below
+    try:
+        return subprocess.Popen(
+            list(cmd),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=dict(env or flower_env()),
+            start_new_session=True,
+        )
+    finally:
+        log_file.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
+    """Stop ``proc``'s whole process group: SIGTERM, then SIGKILL what is left after ``timeout`` seconds.
+
+    The group is signalled even if ``proc`` itself already exited (its children may not have).
+    """
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        proc.poll()
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=timeout)
+
+
+def run_foreground(cmd: Sequence[str]) -> int:
+    """Run ``cmd`` with :func:`flower_env` in the foreground; return its exit code.
+
+    On Ctrl-C (or any error) its whole process group is stopped before this returns.
+    """
+    proc = subprocess.Popen(list(cmd), env=flower_env(), start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        stop_process(proc)
+        raise
+    finally:
+        if proc.poll() is None:
+            stop_process(proc)

@@ -1,0 +1,341 @@
+"""Flower ServerApp adapter: our strategies and seeded selection over Flower's Grid/Message API."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fediot.errors import ConfigError
+from fediot.federated.selection import select_clients
+from fediot.federated.strategy import Strategy, make_strategy
+from fediot.federated.types import ClientUpdate, Scalar, Weights, weights_nbytes
+from fediot.flower.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fediot.flower.client_app import CLIENT_ID_KEY, IDENTIFY
+from fediot.flower.codec import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    config_to_configrecord,
+    import_flwr,
+    recorddict_to_update,
+    weights_to_arrayrecord,
+)
+from fediot.sim.runtime import RoundRecord, SimResult
+
+if TYPE_CHECKING:
+    from flwr.app import Context, Message, RecordDict
+    from flwr.serverapp import Grid, ServerApp
+
+__all__ = ["ServerConfig", "discover_clients", "make_server_app", "run_server"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """What the ServerApp runs (the run config's kebab-case keys map to these fields).
+
+    Parameters
+    ----------
+    num_rounds : int
+        Rounds to reach (a resumed run continues up to this round).
+    strategy : {"fedavg", "fedavgm"}
+    server_learning_rate, server_momentum : float
+        FedAvgM's ``eta`` and ``beta``.
+    fraction_fit : float
+        Fraction of known clients selected per round, in (0, 1].
+    min_fit_clients : int
+        At least this many are selected, and at least this many must reply for a round to count.
+    min_available_clients : int
+        Wait (up to ``connect_timeout``) until this many nodes have identified themselves.
+    seed : int
+        Seeds client selection (one ``np.random.Generator`` stream for the run).
+    round_timeout : float
+        Seconds to wait for the replies of one round; missing replies count as failures.
+    connect_timeout : float
+        Seconds to wait for ``min_available_clients`` nodes.
+    fit_config : mapping of str to scalar
+        Sent to every selected client each round (plus ``server-round``).
+    checkpoint_path : str or None
+        ``.npz`` file written atomically after every round.
+    resume : bool
+        Continue from ``checkpoint_path`` when it exists.
+    """
+
+    num_rounds: int
+    strategy: str = "fedavgm"
+    server_learning_rate: float = 1.0
+    server_momentum: float = 0.9
+    fraction_fit: float = 1.0
+    min_fit_clients: int = 1
+    min_available_clients: int = 1
+    seed: int = 0
+    round_timeout: float = 600.0
+    connect_timeout: float = 300.0
+    fit_config: Mapping[str, Scalar] = field(default_factory=dict)
+    checkpoint_path: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.num_rounds < 0:
+            raise ConfigError(f"num-server-rounds must be >= 0, got {self.num_rounds}")
+        if not 0.0 < self.fraction_fit <= 1.0:
+            raise ConfigError(f"fraction-fit must be in (0, 1], got {self.fraction_fit}")
+        if self.min_fit_clients < 1 or self.min_available_clients < self.min_fit_clients:
+            raise ConfigError("need 1 <= min-fit-clients <= min-available-clients")
+        if self.round_timeout <= 0 or self.connect_timeout <= 0:
+            raise ConfigError("timeouts must be > 0")
+        if self.resume and not self.checkpoint_path:
+            raise ConfigError("resume needs a checkpoint-path")
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> ServerConfig:
+        """Build from Flower's run config (``[tool.flwr.app.config]``, kebab-case keys).
+
+        Keys not listed below are forwarded to clients as ``fit_config`` (e.g. ``local-epochs``, ``lr``).
+        """
+        own = {
+            "num-server-rounds": ("num_rounds", int),
+            "strategy": ("strategy", str),
+            "server-lr": ("server_learning_rate", float),
+            "server-momentum": ("server_momentum", float),
+            "fraction-fit": ("fraction_fit", float),
+            "min-fit-clients": ("min_fit_clients", int),
+            "min-available-clients": ("min_available_clients", int),
+            "seed": ("seed", int),
+            "round-timeout": ("round_timeout", float),
+            "connect-timeout": ("connect_timeout", float),
+            "checkpoint-path": ("checkpoint_path", str),
+            "resume": ("resume", bool),
+        }
+        kwargs: dict[str, Any] = {}
+        fit_config: dict[str, Scalar] = {}
+        for key, value in run_config.items():
+            if key in own:
+                name, cast = own[key]
+                kwargs[name] = cast(value)
+            elif key not in ("num-features", "model") and isinstance(value, bool | int | float | str):
+                fit_config[key] = value
+        if kwargs.get("checkpoint_path") == "":
+            kwargs["checkpoint_path"] = None
+        if "num_rounds" not in kwargs:
+            raise ConfigError("run config needs num-server-rounds")
+        return cls(**kwargs, fit_config=fit_config)
+
+
+def _message(content: RecordDict, node_id: int, message_type: str, server_round: int) -> Message:
+    import_flwr()
+    from flwr.app import Message
+
+    return Message(content, dst_node_id=node_id, message_type=message_type, group_id=str(server_round))
+
+
+def discover_clients(grid: Grid, known: Mapping[int, str], *, timeout: float) -> dict[int, str]:
+    """Ask every connected node not in ``known`` for its client id; return ``{node_id: client_id}``.
+
+    Nodes that are no longer connected are dropped; nodes that do not answer within ``timeout`` are
+    skipped (asked again next time).
+    """
+    import_flwr()
+    from flwr.app import RecordDict
+
+    connected = list(grid.get_node_ids())
+    found = {nid: cid for nid, cid in known.items() if nid in connected}
+    new = [nid for nid in connected if nid not in found]
+    if new:
+        messages = [_message(RecordDict(), nid, f"query.{IDENTIFY}", 0) for nid in new]
+        for reply in grid.send_and_receive(messages, timeout=timeout):
+            if reply.has_error():
+                log.warning("node %d failed to identify: %s", reply.metadata.src_node_id, reply.error.reason)
+                continue
+            found[reply.metadata.src_node_id] = str(reply.content.config_records[CONFIG_KEY][CLIENT_ID_KEY])
+    ids = list(found.values())
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"two SuperNodes report the same client-id: {sorted(ids)}")
+    return found
+
+
+def _wait_for_clients(grid: Grid, config: ServerConfig) -> dict[int, str]:
+    deadline = time.monotonic() + config.connect_timeout
+    nodes: dict[int, str] = {}
+    while True:
+        nodes = discover_clients(grid, nodes, timeout=min(config.round_timeout, 60.0))
+        if len(nodes) >= config.min_available_clients:
+            return nodes
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"only {len(nodes)} clients connected within {config.connect_timeout:.0f} s, "
+                f"need min-available-clients={config.min_available_clients}"
+            )
+        time.sleep(1.0)
+
+
+def _train_round(
+    grid: Grid,
+    nodes: Mapping[int, str],
+    selected: list[str],
+    weights: Weights,
+    config: ServerConfig,
+    server_round: int,
+) -> tuple[list[ClientUpdate], int]:
+    import_flwr()
+    from flwr.app import RecordDict
+
+    by_client = {cid: nid for nid, cid in nodes.items()}
+    fit_config: dict[str, Scalar] = {**config.fit_config, "server-round": server_round}
+    content = RecordDict(
+        {ARRAYS_KEY: weights_to_arrayrecord(weights), CONFIG_KEY: config_to_configrecord(fit_config)}
+    )
+    messages = [_message(content, by_client[cid], "train", server_round) for cid in selected]
+    replies = {
+        m.metadata.src_node_id: m for m in grid.send_and_receive(messages, timeout=config.round_timeout)
+    }
+    updates: list[ClientUpdate] = []
+    failures = 0
+    for cid in selected:  # aggregate in selection order, as the in-process runtime does
+        reply = replies.get(by_client[cid])
+        if reply is None:
+            failures += 1
+            log.warning(
+                "round %d: client %s did not reply within %.0f s", server_round, cid, config.round_timeout
+            )
+        elif reply.has_error():
+            failures += 1
+            log.warning("round %d: client %s failed: %s", server_round, cid, reply.error.reason)
+        else:
+            updates.append(recorddict_to_update(reply.content))
+    return updates, failures
+
+
+def run_server(
+    grid: Grid,
+    config: ServerConfig,
+    initial_weights: Weights,
+    *,
+    on_round: Callable[[RoundRecord], None] | None = None,
+) -> SimResult:
+    """Run ``config.num_rounds`` rounds over ``grid`` with our strategy and our seeded client selection.
+
+    Each round: refresh the known clients, select ``select_clients(rng, sorted client ids, ...)``,
+    send ``train`` messages, wait up to ``round_timeout``, aggregate the replies that arrived (in
+    selection order) if at least ``min_fit_clients`` did, and checkpoint.
+
+    Returns
+    -------
+    SimResult
+        Final weights and the records of the rounds run by this call.
+    """
+    strategy: Strategy = make_strategy(
+        config.strategy,
+        server_learning_rate=config.server_learning_rate,
+        server_momentum=config.server_momentum,
+    )
+    rng = np.random.default_rng(config.seed)
+    weights = [w.copy() for w in initial_weights]
+    start = 1
+    if config.resume and config.checkpoint_path and Path(config.checkpoint_path).exists():
+        ckpt = load_checkpoint(config.checkpoint_path)
+        if ckpt.strategy != strategy.name:
+            raise ConfigError(
+                f"checkpoint holds strategy {ckpt.strategy!r}, run config says {strategy.name!r}"
+            )
+        weights = ckpt.weights
+        strategy.load_state_dict(ckpt.strategy_state)
+        rng.bit_generator.state = ckpt.rng_state
+        start = ckpt.server_round + 1
+        log.info("resuming after round %d from %s", ckpt.server_round, config.checkpoint_path)
+    result = SimResult(weights=weights)
+    nodes = _wait_for_clients(grid, config)
+    for server_round in range(start, config.num_rounds + 1):
+        t0 = time.perf_counter()
+        nodes = discover_clients(grid, nodes, timeout=min(config.round_timeout, 60.0))
+        ids = sorted(nodes.values())
+        selected = select_clients(rng, ids, config.fraction_fit, config.min_fit_clients)
+        updates, failures = _train_round(grid, nodes, selected, weights, config, server_round)
+        if len(updates) < config.min_fit_clients:
+            raise RuntimeError(
+                f"round {server_round}: only {len(updates)} of {len(selected)} clients replied, "
+                f"fewer than min-fit-clients={config.min_fit_clients}"
+            )
+        sent = weights_nbytes(weights) * len(selected)
+        weights = strategy.aggregate(server_round, weights, updates)
+        losses = [
+            (float(u.metrics["train_loss"]), u.num_examples) for u in updates if "train_loss" in u.metrics
+        ]
+        total = sum(n for _, n in losses)
+        record = RoundRecord(
+            server_round=server_round,
+            selected=selected,
+            train_loss=float("nan") if total == 0 else sum(v * n for v, n in losses) / total,
+            bytes_sent=sent,
+            bytes_received=sum(weights_nbytes(u.weights) for u in updates),
+            seconds=time.perf_counter() - t0,
+            failures=failures,
+        )
+        result.rounds.append(record)
+        if config.checkpoint_path:
+            save_checkpoint(
+                config.checkpoint_path,
+                Checkpoint(
+                    server_round, weights, strategy.state_dict(), dict(rng.bit_generator.state), strategy.name
+                ),
+            )
+        log.info(
+            "round %d: %d/%d replies, loss %.6g", server_round, len(updates), len(selected), record.train_loss
+        )
+        if on_round is not None:
+            on_round(record)
+    result.weights = weights
+    return result
+
+
+def make_server_app(
+    config_fn: Callable[[Context], ServerConfig],
+    initial_weights_fn: Callable[[Context], Weights],
+    *,
+    on_result: Callable[[SimResult], None] | None = None,
+) -> ServerApp:
+    """Build a Flower ``ServerApp`` whose main runs :func:`run_server`.
+
+    Parameters
+    ----------
+    config_fn : callable
+        ``Context -> ServerConfig`` (e.g. ``lambda c: ServerConfig.from_run_config(c.run_config)``).
+    initial_weights_fn : callable
+        ``Context -> Weights``: the global model before round 1.
+    on_result : callable, optional
+        Receives the final :class:`SimResult` (tests, benchmarks, saving the model).
+    """
+    import_flwr()
+    from flwr.serverapp import ServerApp
+
+    app = ServerApp()
+
+    @app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        result = run_server(grid, config_fn(context), initial_weights_fn(context))
+        if on_result is not None:
+            on_result(result)
+
+    return app
+
+
+def _initial_weights(context: Context) -> Weights:
+    from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
+    from fediot.models.weights import get_weights, init_module
+
+    run = context.run_config
+    model = Autoencoder(AutoencoderConfig(int(run.get("num-features", 115))))
+    return get_weights(init_module(model, int(run.get("seed", 0))))
+
+
+def __getattr__(name: str) -> Any:
+    """Build the module-level ``app`` (for ``flwr run``) on first access: an N-BaIoT autoencoder run."""
+    if name == "app":
+        return make_server_app(lambda c: ServerConfig.from_run_config(c.run_config), _initial_weights)
+    raise AttributeError(name)

@@ -1,0 +1,206 @@
+"""Through Flower's simulation engine: the server never receives rows, and checkpoint/resume is exact."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.typing import NDArray
+
+from fediot.federated.client import AutoencoderClient, Client
+from fediot.federated.types import Weights
+from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
+from fediot.models.train import TrainConfig
+from fediot.models.weights import get_weights, init_module
+from fediot.sim.runtime import SimResult
+
+pytestmark = [pytest.mark.flower, pytest.mark.slow]
+
+flower = pytest.importorskip("fediot.flower")
+simulation = pytest.importorskip("flwr.simulation")
+flwr_app = pytest.importorskip("flwr.app")
+flwr_serverapp = pytest.importorskip("flwr.serverapp")
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "nbaiot" / "samples"
+NUM_CLIENTS = 3
+NUM_FEATURES = 115
+
+
+class _Identity:
+    def transform(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        return x
+
+
+def _rows() -> NDArray[np.float32]:
+    """Real N-BaIoT benign rows (the shipped sample), log1p-compressed so the autoencoder trains stably."""
+    frame = pd.read_csv(SAMPLES / "benign_traffic.csv.gz")
+    x = frame.select_dtypes("number").to_numpy(np.float64)[:, :NUM_FEATURES]
+    return np.log1p(np.abs(x)).astype(np.float32)
+
+
+def _clients() -> dict[str, Client]:
+    x = _rows()
+    parts = np.array_split(np.arange(x.shape[0]), NUM_CLIENTS)
+    out: dict[str, Client] = {}
+    for i, idx in enumerate(parts):
+        half = len(idx) // 2
+        c = AutoencoderClient(
+            f"dev{i}",
+            lambda: Autoencoder(AutoencoderConfig(NUM_FEATURES)),
+            x[idx[:half]],
+            x[idx[half:]],
+            TrainConfig(epochs=1, batch_size=32, lr=0.01),
+            seed=0,
+        )
+        c.set_scaler(_Identity())
+        out[c.client_id] = c
+    return out
+
+
+def _initial() -> Weights:
+    return get_weights(init_module(Autoencoder(AutoencoderConfig(NUM_FEATURES)), 0))
+
+
+class _RecordingGrid(flwr_serverapp.Grid):  # type: ignore[misc]
+    """Delegates to the real Grid and keeps every reply message the server receives."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.replies: list[Any] = []
+
+    def set_run(self, run: Any) -> None:
+        self.inner.set_run(run)
+
+    @property
+    def run(self) -> Any:
+        return self.inner.run
+
+    def create_message(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.create_message(*args, **kwargs)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return self.inner.get_node_ids()
+
+    def push_messages(self, messages: Any) -> Iterable[str]:
+        return self.inner.push_messages(messages)
+
+    def pull_messages(self, message_ids: Any) -> Iterable[Any]:
+        out = list(self.inner.pull_messages(message_ids))
+        self.replies += out
+        return out
+
+    def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> Iterable[Any]:
+        out = list(self.inner.send_and_receive(messages, timeout=timeout))
+        self.replies += out
+        return out
+
+
+def _simulate(main: Any) -> None:
+    clients = _clients()
+    ids = sorted(clients)
+
+    def client_fn(context: Any) -> Client:
+        return clients[ids[int(context.node_config["partition-id"])]]
+
+    server = flwr_serverapp.ServerApp()
+    server.main()(main)
+    random.seed(0)
+    simulation.run_simulation(
+        server_app=server,
+        client_app=flower.make_client_app(client_fn),
+        num_supernodes=NUM_CLIENTS,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": 2}},
+    )
+
+
+def test_server_receives_only_weights_statistics_counts_and_scalars() -> None:
+    # Prepare
+    captured: list[_RecordingGrid] = []
+    weight_shapes = {w.shape for w in _initial()}
+
+    def main(grid: Any, context: Any) -> None:
+        rec = _RecordingGrid(grid)
+        captured.append(rec)
+        config = flower.ServerConfig(num_rounds=2, strategy="fedavgm", min_available_clients=NUM_CLIENTS)
+        result = flower.run_server(rec, config, _initial())
+        weights = flower.codec.weights_to_arrayrecord(result.weights)
+        for query in ("feature_stats", "error_stats"):
+            messages = [
+                flwr_app.Message(
+                    flwr_app.RecordDict({"arrays": weights}), dst_node_id=nid, message_type=f"query.{query}"
+                )
+                for nid in rec.get_node_ids()
+            ]
+            rec.send_and_receive(messages, timeout=120)
+
+    # Execute
+    _simulate(main)
+    # Assert
+    (rec,) = captured
+    assert len(rec.replies) == NUM_CLIENTS * (1 + 2 + 2)  # identify, 2 train rounds, 2 queries
+    kinds = {r.metadata.message_type for r in rec.replies}
+    assert kinds == {"query.identify", "train", "query.feature_stats", "query.error_stats"}
+    for reply in rec.replies:
+        assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
+        content = reply.content
+        for record in content.array_records.values():
+            for name, arr in record.items():
+                shape = tuple(arr.shape)
+                if reply.metadata.message_type == "train":
+                    assert shape in weight_shapes, (name, shape)
+                else:  # sufficient statistics: per feature or scalar, never per row
+                    assert shape in {(), (1,), (NUM_FEATURES,)}, (name, shape)
+        for record in content.metric_records.values():
+            assert all(isinstance(v, int | float) for v in record.values())
+        for record in content.config_records.values():
+            assert all(isinstance(v, bool | int | float | str) for v in record.values())
+            assert all(not isinstance(v, str) or len(v) < 64 for v in record.values())
+    stats = [r for r in rec.replies if r.metadata.message_type == "query.feature_stats"]
+    assert sum(int(r.content["metrics"]["num-examples"]) for r in stats) == sum(
+        c.num_train  # type: ignore[attr-defined]
+        for c in _clients().values()
+    )
+
+
+def test_two_rounds_then_resume_equals_four_rounds_straight(tmp_path: Path) -> None:
+    # Prepare
+    results: list[SimResult] = []
+    ckpt = tmp_path / "ckpt.npz"
+
+    def runner(num_rounds: int, checkpoint: Path | None, resume: bool) -> Any:
+        def main(grid: Any, context: Any) -> None:
+            config = flower.ServerConfig(
+                num_rounds=num_rounds,
+                strategy="fedavgm",
+                server_momentum=0.7,
+                server_learning_rate=0.8,
+                fraction_fit=0.5,
+                min_available_clients=NUM_CLIENTS,
+                seed=4,
+                checkpoint_path=None if checkpoint is None else str(checkpoint),
+                resume=resume,
+            )
+            results.append(flower.run_server(grid, config, _initial()))
+
+        return main
+
+    # Execute
+    _simulate(runner(4, None, False))
+    _simulate(runner(2, ckpt, False))
+    saved = flower.load_checkpoint(ckpt)
+    _simulate(runner(4, ckpt, True))
+    # Assert
+    straight, first, second = results
+    assert saved.server_round == 2
+    assert saved.strategy == "fedavgm"
+    assert saved.strategy_state["momentum"] is not None
+    assert [r.server_round for r in second.rounds] == [3, 4]
+    assert [r.selected for r in first.rounds + second.rounds] == [r.selected for r in straight.rounds]
+    for a, b in zip(second.weights, straight.weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert flower.load_checkpoint(ckpt).server_round == 4
