@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -133,7 +134,7 @@ def _results_table(results: dict[str, Any]) -> Any:
     return table
 
 
-DEFAULT_EXPERIMENT = "kdd-gateways"
+DEFAULT_EXPERIMENT = "fl-vs-centralized"
 
 
 @app.command()
@@ -439,3 +440,39 @@ def extract(
         f"{summary.num_packets} packets from {len(summary.files)} files ({summary.num_records} records; "
         f"skipped: {skipped}) -> {out}"
     )
+
+
+@data_app.command("build")
+def data_build(
+    name: Annotated[str, typer.Argument(help="Dataset to build: gateway.")],
+    seed: SeedOption = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Target folder (default: the cache, see FEDIOT_CACHE_DIR)."),
+    ] = None,
+) -> None:
+    """Build a derived dataset: gateway = IoT Sentinel pcaps + replayed floods, in the N-BaIoT layout."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fediot.data.gateway import GatewayConfig, build_gateway_dataset, gateway_dataset_path
+
+    if name != "gateway":
+        raise typer.BadParameter(f"unknown dataset {name!r}; buildable: gateway")
+    config = GatewayConfig(seed=seed)
+    with Progress(
+        TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"), console=err_console, disable=state.quiet,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("extracting features per device", total=None, info="")
+
+        def show(device: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, info=device)
+
+        if out is None:
+            path = gateway_dataset_path(config, rebuild=True, progress=show)
+        else:
+            build_gateway_dataset(out, config, progress=show)
+            path = out
+    manifest = json.loads((path / "manifest.json").read_text())
+    rows = sum(sum(d["rows"].values()) for d in manifest["devices"].values())
+    console.print(f"gateway dataset: {len(manifest['devices'])} clients, {rows:,} rows -> {path}")

@@ -58,13 +58,18 @@ class ClientSplit:
 
 @dataclass(frozen=True, slots=True)
 class AnomalyDataset:
-    """A federated anomaly-detection dataset: clients (in a fixed order) and how they were formed."""
+    """A federated anomaly-detection dataset: clients (in a fixed order) and how they were formed.
+
+    ``time_ordered`` says whether consecutive test rows of a segment are consecutive in time (packet
+    streams); a window vote is only meaningful then.
+    """
 
     name: str
     protocol: str
     feature_names: tuple[str, ...]
     clients: dict[str, ClientSplit]
     test_names: tuple[str, ...]
+    time_ordered: bool = True
     details: dict[str, object] = field(default_factory=dict)
 
     @property

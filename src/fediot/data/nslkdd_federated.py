@@ -132,5 +132,6 @@ def build_nslkdd_anomaly(
         feature_names=names,
         clients=clients,
         test_names=("KDDTest+", "KDDTest-21"),
+        time_ordered=False,
         details={"num_clients": num_clients, "alpha": alpha, "train_rows": counts.tolist()},
     )

@@ -93,7 +93,8 @@ class AnomalyConfig:
 
     @property
     def epochs_equivalent(self) -> int:
-        """Epochs of the non-federated baselines: the same passes over the data as FL's clients make."""
+        """Epochs of the non-federated baselines: ``rounds x local_epochs``, the passes over its data that a
+        client selected in every round makes."""
         return self.centralized_epochs or self.rounds * self.local_epochs
 
     @classmethod
@@ -177,6 +178,10 @@ def _new_model(ds: AnomalyDataset, cfg: AnomalyConfig) -> Callable[[], Autoencod
     return lambda: Autoencoder(ae)
 
 
+def _window(ds: AnomalyDataset, cfg: AnomalyConfig) -> int:
+    return cfg.window if ds.time_ordered else 1
+
+
 def run_variant(
     ds: AnomalyDataset,
     spec: VariantSpec,
@@ -184,8 +189,13 @@ def run_variant(
     *,
     seed: int,
     progress: Progress | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run one variant for one seed and return its results (see the module docs for the layout)."""
+    """Run one variant for one seed and return its results.
+
+    ``cache`` (one dict per dataset and seed) lets ``local`` and ``local-cross`` share the same trained
+    local models instead of training them twice.
+    """
     progress = progress or NullProgress()
     factory = _new_model(ds, cfg)
     init_seed = int(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
@@ -196,8 +206,9 @@ def run_variant(
     elif spec.kind == "centralized":
         res = _run_centralized(ds, cfg, factory, initial, seed, progress)
     else:
-        res = _run_local(ds, spec, cfg, factory, initial, seed, progress)
+        res = _run_local(ds, spec, cfg, factory, initial, seed, progress, {} if cache is None else cache)
     res["wall_seconds"] = time.perf_counter() - t0
+    res["window_applied"] = cfg.window > 1 and ds.time_ordered
     return res
 
 
@@ -270,11 +281,11 @@ def _run_federated(
     def score(cid: str, x: NDArray[np.float32]) -> NDArray[np.float64]:
         return _score(module, scaler, x)
 
-    per_test = _evaluate_clients(ds, score, lambda cid: threshold, cfg.window)
+    per_test = _evaluate_clients(ds, score, lambda cid: threshold, _window(ds, cfg))
     res = _headline(per_test, ds.primary_test)
     res["threshold"] = threshold
     if cfg.local_thresholds:
-        local_eval = _evaluate_clients(ds, score, lambda cid: local[cid], cfg.window)[ds.primary_test]
+        local_eval = _evaluate_clients(ds, score, lambda cid: local[cid], _window(ds, cfg))[ds.primary_test]
         res["local_threshold"] = {k: local_eval[k] for k in ("macro", "pooled") if k in local_eval}
         if "window" in local_eval:
             res["local_threshold"]["window"] = {
@@ -331,7 +342,7 @@ def _run_centralized(
     def score(cid: str, x: NDArray[np.float32]) -> NDArray[np.float64]:
         return _score(module, scaler, x)
 
-    res = _headline(_evaluate_clients(ds, score, lambda cid: threshold, cfg.window), ds.primary_test)
+    res = _headline(_evaluate_clients(ds, score, lambda cid: threshold, _window(ds, cfg)), ds.primary_test)
     res["threshold"] = threshold
     res["final_train_loss"] = loss
     res["scores_sample"] = _score_sample(ds, score, threshold)
@@ -346,12 +357,14 @@ def _run_local(
     initial: Weights,
     seed: int,
     progress: Progress,
+    cache: dict[str, Any],
 ) -> dict[str, Any]:
-    models: dict[str, tuple[Autoencoder, Scaler, float]] = {}
-    progress.task(f"{spec.name}: one autoencoder per client, {cfg.epochs_equivalent} epochs", len(ds.clients))
-    for k, (cid, split) in enumerate(ds.clients.items()):
-        models[cid] = _fit_local(split, cfg, factory, initial, seed + 1000 * (k + 1))
-        progress.advance(info=cid)
+    models: dict[str, tuple[Autoencoder, Scaler, float]] = cache.setdefault("local_models", {})
+    if not models:
+        progress.task(f"{spec.name}: one autoencoder per client, {cfg.epochs_equivalent} epochs", len(ds.clients))
+        for k, (cid, split) in enumerate(ds.clients.items()):
+            models[cid] = _fit_local(split, cfg, factory, initial, seed + 1000 * (k + 1))
+            progress.advance(info=cid)
 
     def score(cid: str, x: NDArray[np.float32]) -> NDArray[np.float64]:
         module, scaler, _ = models[cid]
@@ -360,7 +373,7 @@ def _run_local(
     ids = list(ds.clients)
     targets = (lambda cid: [t for t in ids if t != cid]) if spec.kind == "local-cross" else None
     res = _headline(
-        _evaluate_clients(ds, score, lambda cid: models[cid][2], cfg.window, targets), ds.primary_test
+        _evaluate_clients(ds, score, lambda cid: models[cid][2], _window(ds, cfg), targets), ds.primary_test
     )
     res["thresholds"] = {cid: m[2] for cid, m in models.items()}
     return res

@@ -34,9 +34,9 @@ def load_anomaly_dataset(source: str, seed: int, data_cfg: dict[str, Any]) -> An
             num_clients=int(data_cfg.get("num_clients", 9)), alpha=float(data_cfg.get("alpha", 0.5)), seed=seed
         )
     if source == "gateway":
-        from fediot.data.gateway import gateway_dataset_path
+        from fediot.data.gateway import GatewayConfig, gateway_dataset_path
 
-        path = gateway_dataset_path(seed=int(data_cfg.get("build_seed", 0)))
+        path = gateway_dataset_path(GatewayConfig(seed=int(data_cfg.get("build_seed", 0))))
         name = "gateway"
     else:
         path = Path(source)

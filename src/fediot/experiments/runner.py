@@ -68,8 +68,11 @@ def _anomaly(cfg: dict[str, Any], seeds: list[int], progress: Progress) -> tuple
         ds = load_anomaly_dataset(source, seed, data_cfg)
         progress.advance(info=f"{len(ds.clients)} clients")
         datasets.append(ds)
-        per_seed.append({spec.name: run_variant(ds, spec, config, seed=seed, progress=progress)
-                         for spec in config.variants})
+        cache: dict[str, Any] = {}
+        per_seed.append(
+            {spec.name: run_variant(ds, spec, config, seed=seed, progress=progress, cache=cache)
+             for spec in config.variants}
+        )
     ds = datasets[0]
     results: dict[str, Any] = {
         "dataset": ds.name,
