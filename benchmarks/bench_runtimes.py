@@ -1,11 +1,18 @@
-"""Seconds per round: the in-process runtime vs Flower's simulation engine on the same FedAvgM workload.
+"""Seconds per round: the in-process runtime (sequential and batched) vs Flower's simulation engine.
 
 Workload: 9 clients x 20 rounds (``--rounds``), the 115-86-58-38-29 autoencoder, 2,000 rows per client,
 1 local epoch, FedAvgM. Data: the 299 real N-BaIoT benign rows shipped in ``data/nbaiot/samples``,
 log1p-compressed, tiled to 2,000 rows per client with small multiplicative jitter (a stand-in for the
 full N-BaIoT data, which is not available offline; the timing does not depend on the values).
 
-Run: ``FLWR_TELEMETRY_ENABLED=0 python benchmarks/bench_runtimes.py``
+Three runtimes on the same FedAvgM workload, in one process, one after another:
+
+- ``sim sequential``: ``run_rounds`` with the default executor (``client.fit`` one client after another);
+- ``sim batched``: ``run_rounds(..., executor=BatchedAutoencoderExecutor())`` (all selected clients trained
+  at once with stacked parameters; same results, checked below);
+- ``flower``: Flower's ``run_simulation`` (Ray) over the same client and strategy code.
+
+Run: ``python benchmarks/bench_runtimes.py [--rounds 5] [--threads 1] [--skip-flower]``
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 for _key, _value in {
     "FLWR_TELEMETRY_ENABLED": "0",
@@ -34,7 +42,8 @@ from fediot.federated.types import Weights  # noqa: E402
 from fediot.models.autoencoder import Autoencoder, AutoencoderConfig  # noqa: E402
 from fediot.models.train import TrainConfig  # noqa: E402
 from fediot.models.weights import get_weights, init_module  # noqa: E402
-from fediot.sim.runtime import SimResult, run_rounds  # noqa: E402
+from fediot.sim.batched import BatchedAutoencoderExecutor  # noqa: E402
+from fediot.sim.runtime import Executor, SimResult, run_rounds  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "nbaiot" / "samples" / "benign_traffic.csv.gz"
 NUM_FEATURES = 115
@@ -70,7 +79,7 @@ def initial_weights(seed: int) -> Weights:
     return get_weights(init_module(Autoencoder(AutoencoderConfig(NUM_FEATURES)), seed))
 
 
-def bench_sim(args: argparse.Namespace) -> tuple[float, SimResult]:
+def bench_sim(args: argparse.Namespace, executor: Executor | None = None) -> tuple[float, SimResult]:
     clients = make_clients(args.clients, args.rows, args.seed)
     t0 = time.perf_counter()
     result = run_rounds(
@@ -80,8 +89,13 @@ def bench_sim(args: argparse.Namespace) -> tuple[float, SimResult]:
         num_rounds=args.rounds,
         seed=args.seed,
         fit_config=lambda _r: {"local-epochs": 1},
+        executor=executor,
     )
     return time.perf_counter() - t0, result
+
+
+def max_diff(a: Weights, b: Weights) -> float:
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
 
 
 def bench_flower(args: argparse.Namespace) -> tuple[float, SimResult]:
@@ -128,27 +142,40 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads of this process (0: torch's default)"
+    )
+    parser.add_argument("--skip-flower", action="store_true", help="time the in-process runtimes only")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     print(
         f"workload: {args.clients} clients x {args.rounds} rounds, autoencoder 115-86-58-38-29, "
         f"{args.rows} rows/client (299 real N-BaIoT benign rows tiled + 1% jitter), 1 local epoch, FedAvgM; "
-        f"{os.cpu_count()} CPUs"
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} thread(s) in-process"
     )
     sim_s, sim = bench_sim(args)
+    bat_s, bat = bench_sim(args, BatchedAutoencoderExecutor())
     rss_sim = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    fl_s, fl = bench_flower(args)
     per_round_sim = sim_s / args.rounds
+    per_round_bat = bat_s / args.rounds
+    print(
+        f"sim sequential          : {per_round_sim:7.3f} s/round  (total {sim_s:.1f} s, RSS {rss_sim:.0f} M)"
+    )
+    print(f"sim batched             : {per_round_bat:7.3f} s/round  (total {bat_s:.2f} s)")
+    print(f"ratio sequential/batched: {per_round_sim / per_round_bat:7.2f}x")
+    print(f"max |w_seq - w_batched| : {max_diff(sim.weights, bat.weights):.3g}")
+    if args.skip_flower:
+        return
+    fl_s, fl = bench_flower(args)
     per_round_fl = fl_s / args.rounds
     in_round_fl = float(np.mean([r.seconds for r in fl.rounds]))
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(sim.weights, fl.weights, strict=True))
-    print(
-        f"sim.run_rounds          : {per_round_sim:7.3f} s/round  (total {sim_s:.1f} s, RSS {rss_sim:.0f} M)"
-    )
     print(f"flower run_simulation   : {per_round_fl:7.3f} s/round  (total {fl_s:.1f} s incl. Ray start/stop)")
     print(f"flower, rounds only     : {in_round_fl:7.3f} s/round  (mean of the ServerApp's round timings)")
-    ratio, ratio_rounds = per_round_fl / per_round_sim, in_round_fl / per_round_sim
-    print(f"ratio flower/sim        : {ratio:7.2f}x  (rounds only: {ratio_rounds:.2f}x)")
-    print(f"max |w_sim - w_flower|  : {diff:.3g}")
+    for name, per_round in (("sequential", per_round_sim), ("batched", per_round_bat)):
+        ratio, ratio_rounds = per_round_fl / per_round, in_round_fl / per_round
+        print(f"ratio flower/{name:<11}: {ratio:7.2f}x  (flower rounds only: {ratio_rounds:.2f}x)")
+    print(f"max |w_seq - w_flower|  : {max_diff(sim.weights, fl.weights):.3g}")
 
 
 if __name__ == "__main__":

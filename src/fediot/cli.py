@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from fediot import __version__
 from fediot.errors import FediotError
@@ -75,10 +76,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except FediotError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise SystemExit(1) from None
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
@@ -347,7 +348,7 @@ def server(
     deploy = _deploy()
     paths = None if insecure else _cert_paths(deploy, certs_dir)
     cmd = deploy.superlink_command(paths, host=host, port=port, database=database, node_auth=not insecure)
-    err_console.print(" ".join(cmd), highlight=False)
+    err_console.print(" ".join(cmd), highlight=False, markup=False)
     raise typer.Exit(deploy.run_foreground(cmd))
 
 
@@ -379,7 +380,7 @@ def client(
     cmd = deploy.supernode_command(
         superlink, root_cert=None if insecure else root_cert, auth_key=key, node_config=node_config, port=port
     )
-    err_console.print(" ".join(cmd), highlight=False)
+    err_console.print(" ".join(cmd), highlight=False, markup=False)
     raise typer.Exit(deploy.run_foreground(cmd))
 
 

@@ -140,7 +140,9 @@ def split_nbaiot_protocol(
         raise DataError(f"{name}: no devices")
     return AnomalyDataset(
         name=name,
-        protocol="nbaiot: per-device time-ordered benign thirds train/opt/test; test = benign third + attacks",
+        protocol=(
+            "nbaiot: per-device time-ordered benign thirds train/opt/test; test = benign third + attacks"
+        ),
         feature_names=feature_names,
         clients=clients,
         test_names=("test",),

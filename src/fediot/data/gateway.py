@@ -313,5 +313,3 @@ def gateway_dataset_path(
         log.info("building the gateway dataset into %s (first use)", root)
         build_gateway_dataset(root, config, progress=progress)
     return root
-
-

@@ -20,7 +20,8 @@ def nslkdd_features(table: TabularData) -> tuple[NDArray[np.float32], tuple[str,
     """Return the autoencoder's features of an NSL-KDD table and their names.
 
     The 38 numeric columns (continuous plus the 0/1 symbolic flags ``land``, ``logged_in``,
-    ``is_host_login``, ``is_guest_login``), then one-hot ``protocol_type`` (3) and ``flag`` (11): 52 in all.
+    ``is_host_login``, ``is_guest_login``; byte and count columns span up to 9 orders of magnitude:
+    use a ``log-*`` scaler), then one-hot ``protocol_type`` (3) and ``flag`` (11): 52 in all.
     ``service`` (70 values) is left out of the features: it is what the clients are formed by.
 
     Returns
@@ -41,6 +42,20 @@ def nslkdd_features(table: TabularData) -> tuple[NDArray[np.float32], tuple[str,
 
 def _service(table: TabularData) -> NDArray[np.int64]:
     return table.x[:, table.feature_names.index("service")].astype(np.int64)
+
+
+def _categories(labels: NDArray[np.str_]) -> NDArray[np.str_]:
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    return np.array([kdd_attack_category(str(lab)) for lab in uniq])[inverse]
+
+
+def _assign(
+    rng: np.random.Generator, cum: NDArray[np.float64], services: NDArray[np.int64]
+) -> NDArray[np.int64]:
+    """Draw each row's client from its service's cumulative client proportions ``cum[service]``."""
+    u: NDArray[np.float64] = np.asarray(rng.random(services.shape[0]), dtype=np.float64)
+    owner: NDArray[np.int64] = (u[:, None] > cum[services]).sum(axis=1).astype(np.int64)
+    return owner
 
 
 def build_nslkdd_anomaly(
@@ -84,14 +99,9 @@ def build_nslkdd_anomaly(
     rng = np.random.default_rng(np.random.SeedSequence([seed, 21]))
     for _ in range(max_tries):
         props = rng.dirichlet(np.full(num_clients, alpha), size=num_services)
-        cum = props.cumsum(axis=1)
+        cum: NDArray[np.float64] = props.cumsum(axis=1)
         cum[:, -1] = 1.0
-
-        def assign(services: NDArray[np.int64], cum: NDArray[np.float64] = cum) -> NDArray[np.int64]:
-            u = rng.random(services.shape[0])
-            return (u[:, None] > cum[services]).sum(axis=1).astype(np.int64)
-
-        owner = assign(svc_normal)
+        owner = _assign(rng, cum, svc_normal)
         counts = np.bincount(owner, minlength=num_clients)
         if counts.min() * 2 // 3 >= min_train_rows:
             break
@@ -100,11 +110,9 @@ def build_nslkdd_anomaly(
             f"no Dirichlet(alpha={alpha}) draw in {max_tries} tries gave every one of {num_clients} clients "
             f">= {min_train_rows} training rows; raise alpha or lower num_clients"
         )
-    test_owner = {name: assign(_service(t)) for name, t in tests.items()}
+    test_owner = {name: _assign(rng, cum, _service(t)) for name, t in tests.items()}
     test_x = {name: nslkdd_features(t)[0] for name, t in tests.items()}
-    test_cat = {
-        name: np.array([kdd_attack_category(lab) for lab in t.labels.tolist()]) for name, t in tests.items()
-    }
+    test_cat = {name: _categories(t.labels) for name, t in tests.items()}
     clients: dict[str, ClientSplit] = {}
     width = len(str(num_clients))
     for k in range(num_clients):

@@ -29,9 +29,12 @@ class ClientEvaluation:
     window_by_attack: dict[str, BinaryCounts] | None = None
 
 
-def _by_type(y: NDArray[np.int8], flags: NDArray[np.bool_], types: NDArray[np.str_]) -> dict[str, BinaryCounts]:
+def _by_type(
+    y: NDArray[np.int8], flags: NDArray[np.bool_], types: NDArray[np.str_]
+) -> dict[str, BinaryCounts]:
     return {
-        str(t): BinaryCounts.from_predictions(y[types == t], flags[types == t]) for t in np.unique(types).tolist()
+        str(t): BinaryCounts.from_predictions(y[types == t], flags[types == t])
+        for t in np.unique(types).tolist()
     }
 
 
@@ -85,15 +88,19 @@ def _client_entry(c: BinaryCounts) -> dict[str, Any]:
     return {**_metrics(c), "tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}
 
 
-def _summary(counts: Mapping[str, BinaryCounts], by_attack: Mapping[str, dict[str, BinaryCounts]]) -> dict[str, Any]:
+def _summary(
+    counts: Mapping[str, BinaryCounts], by_attack: Mapping[str, dict[str, BinaryCounts]]
+) -> dict[str, Any]:
     pooled = sum(counts.values(), BinaryCounts(0, 0, 0, 0))
     attack_types = sorted({t for d in by_attack.values() for t in d})
     pooled_attack = {}
     for t in attack_types:
         total = sum((d[t] for d in by_attack.values() if t in d), BinaryCounts(0, 0, 0, 0))
         rate = total.fpr if t == "benign" else total.tpr
-        pooled_attack[t] = {"rows": total.tp + total.fp + total.tn + total.fn,
-                            ("fpr" if t == "benign" else "tpr"): float(rate)}
+        pooled_attack[t] = {
+            "rows": total.tp + total.fp + total.tn + total.fn,
+            ("fpr" if t == "benign" else "tpr"): float(rate),
+        }
     return {
         "macro": _macro([_metrics(c) for c in counts.values()]),
         "pooled": {**_metrics(pooled), "tp": pooled.tp, "fp": pooled.fp, "tn": pooled.tn, "fn": pooled.fn},

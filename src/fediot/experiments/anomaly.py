@@ -11,9 +11,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fediot.data.anomaly import AnomalyDataset, ClientSplit
-from fediot.data.scaling import MinMaxScaler, StandardScaler, SufficientStats
+from fediot.data.scaling import SCALER_KINDS, Scaler, SufficientStats, make_scaler, scaler_inputs
 from fediot.detect.evaluate import ClientEvaluation, evaluate_scores, summarize_evaluations
-from fediot.detect.threshold import ErrorStats, threshold_from_errors, threshold_from_stats
+from fediot.detect.threshold import threshold_from_errors, threshold_from_stats
 from fediot.errors import ConfigError
 from fediot.experiments.progress import NullProgress, Progress
 from fediot.federated.client import AutoencoderClient, Client
@@ -26,7 +26,6 @@ from fediot.sim.runtime import run_rounds
 
 __all__ = ["AnomalyConfig", "VariantSpec", "run_variant"]
 
-Scaler = MinMaxScaler | StandardScaler
 VariantKind = Literal["federated", "centralized", "local", "local-cross"]
 
 
@@ -74,7 +73,7 @@ class AnomalyConfig:
     lr: float = 1e-3
     batch_size: int = 64
     ratios: tuple[float, ...] = (0.75, 0.5, 0.33, 0.25)
-    scaler: Literal["standard", "minmax"] = "standard"
+    scaler: str = "log-minmax"
     threshold_k: float = 1.0
     window: int = 1
     local_thresholds: bool = True
@@ -88,13 +87,15 @@ class AnomalyConfig:
             raise ConfigError(f"federated.rounds must be >= 1, got {self.rounds}")
         if self.window < 1:
             raise ConfigError(f"detect.window must be >= 1, got {self.window}")
-        if self.scaler not in ("standard", "minmax"):
-            raise ConfigError(f"train.scaler must be standard or minmax, got {self.scaler!r}")
+        if self.scaler not in SCALER_KINDS:
+            raise ConfigError(f"train.scaler must be one of {', '.join(SCALER_KINDS)}, got {self.scaler!r}")
 
     @property
     def epochs_equivalent(self) -> int:
-        """Epochs of the non-federated baselines: ``rounds x local_epochs``, the passes over its data that a
-        client selected in every round makes."""
+        """Epochs of the non-federated baselines (default ``rounds x local_epochs``).
+
+        That is the number of passes over its data that a client selected in every round makes.
+        """
         return self.centralized_epochs or self.rounds * self.local_epochs
 
     @classmethod
@@ -124,11 +125,13 @@ class AnomalyConfig:
                 lr=float(train.get("lr", 1e-3)),
                 batch_size=int(train.get("batch_size", 64)),
                 ratios=tuple(float(r) for r in train.get("ratios", (0.75, 0.5, 0.33, 0.25))),
-                scaler="minmax" if str(train.get("scaler", "standard")) == "minmax" else "standard",
+                scaler=str(train.get("scaler", "log-minmax")),
                 threshold_k=float(det.get("threshold_k", 1.0)),
                 window=int(det.get("window", 1)),
                 local_thresholds=bool(det.get("local_thresholds", True)),
-                centralized_epochs=(int(train["centralized_epochs"]) if "centralized_epochs" in train else None),
+                centralized_epochs=(
+                    int(train["centralized_epochs"]) if "centralized_epochs" in train else None
+                ),
             )
         except (TypeError, ValueError, KeyError) as exc:
             raise ConfigError(f"anomaly experiment config: {exc}") from None
@@ -136,10 +139,6 @@ class AnomalyConfig:
     def train_config(self, epochs: int) -> TrainConfig:
         """Local training settings for ``epochs`` passes."""
         return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer)
-
-
-def _make_scaler(kind: str, stats: SufficientStats) -> Scaler:
-    return MinMaxScaler.from_stats(stats) if kind == "minmax" else StandardScaler.from_stats(stats)
 
 
 def _merge(stats: list[SufficientStats]) -> SufficientStats:
@@ -165,7 +164,7 @@ def _evaluate_clients(
     for test_name in ds.test_names:
         evals: dict[str, ClientEvaluation] = {}
         for cid in ds.clients:
-            for target in (targets(cid) if targets else [cid]):
+            for target in targets(cid) if targets else [cid]:
                 test = ds.clients[target].tests[test_name]
                 key = cid if targets is None else f"{cid}->{target}"
                 evals[key] = evaluate_scores(score(cid, test.x), thresholds(cid), test, window=window)
@@ -247,7 +246,7 @@ def _run_federated(
         for cid, split in ds.clients.items()
     }
     # 1. Federated scaler: every client sends per-feature sufficient statistics of its benign train rows.
-    scaler = _make_scaler(cfg.scaler, _merge([c.feature_stats() for c in clients.values()]))
+    scaler = make_scaler(cfg.scaler, _merge([c.feature_stats(cfg.scaler) for c in clients.values()]))
     for c in clients.values():
         c.set_scaler(scaler)
     # 2. Rounds over a seeded random subset of clients.
@@ -331,11 +330,13 @@ def _run_centralized(
 ) -> dict[str, Any]:
     x_train = np.concatenate([c.x_train for c in ds.clients.values()])
     x_opt = np.concatenate([c.x_opt for c in ds.clients.values()])
-    scaler = _make_scaler(cfg.scaler, SufficientStats.from_array(x_train))
+    scaler = make_scaler(cfg.scaler, SufficientStats.from_array(scaler_inputs(cfg.scaler, x_train)))
     module = factory()
     set_weights(module, initial)
     progress.task(f"centralized: {cfg.epochs_equivalent} epochs on pooled benign rows", 1)
-    loss = train_autoencoder(module, scaler.transform(x_train), cfg.train_config(cfg.epochs_equivalent), seed=seed)
+    loss = train_autoencoder(
+        module, scaler.transform(x_train), cfg.train_config(cfg.epochs_equivalent), seed=seed
+    )
     progress.advance(info=f"loss {loss:.5f}")
     threshold = threshold_from_errors(_score(module, scaler, x_opt), k=cfg.threshold_k)
 
@@ -361,7 +362,9 @@ def _run_local(
 ) -> dict[str, Any]:
     models: dict[str, tuple[Autoencoder, Scaler, float]] = cache.setdefault("local_models", {})
     if not models:
-        progress.task(f"{spec.name}: one autoencoder per client, {cfg.epochs_equivalent} epochs", len(ds.clients))
+        progress.task(
+            f"{spec.name}: one autoencoder per client, {cfg.epochs_equivalent} epochs", len(ds.clients)
+        )
         for k, (cid, split) in enumerate(ds.clients.items()):
             models[cid] = _fit_local(split, cfg, factory, initial, seed + 1000 * (k + 1))
             progress.advance(info=cid)
@@ -386,9 +389,11 @@ def _fit_local(
     initial: Weights,
     seed: int,
 ) -> tuple[Autoencoder, Scaler, float]:
-    scaler = _make_scaler(cfg.scaler, SufficientStats.from_array(split.x_train))
+    scaler = make_scaler(cfg.scaler, SufficientStats.from_array(scaler_inputs(cfg.scaler, split.x_train)))
     module = factory()
     set_weights(module, initial)
-    train_autoencoder(module, scaler.transform(split.x_train), cfg.train_config(cfg.epochs_equivalent), seed=seed)
+    train_autoencoder(
+        module, scaler.transform(split.x_train), cfg.train_config(cfg.epochs_equivalent), seed=seed
+    )
     x_opt = split.x_opt if split.x_opt.shape[0] else split.x_train
     return module, scaler, threshold_from_errors(_score(module, scaler, x_opt), k=cfg.threshold_k)

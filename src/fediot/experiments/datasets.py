@@ -31,7 +31,9 @@ def load_anomaly_dataset(source: str, seed: int, data_cfg: dict[str, Any]) -> An
         from fediot.data.nslkdd_federated import build_nslkdd_anomaly
 
         return build_nslkdd_anomaly(
-            num_clients=int(data_cfg.get("num_clients", 9)), alpha=float(data_cfg.get("alpha", 0.5)), seed=seed
+            num_clients=int(data_cfg.get("num_clients", 9)),
+            alpha=float(data_cfg.get("alpha", 0.5)),
+            seed=seed,
         )
     if source == "gateway":
         from fediot.data.gateway import GatewayConfig, gateway_dataset_path
@@ -41,8 +43,10 @@ def load_anomaly_dataset(source: str, seed: int, data_cfg: dict[str, Any]) -> An
     else:
         path = Path(source)
         if not path.exists():
-            raise ConfigError(f"data source {source!r} is neither a dataset name ({', '.join(ANOMALY_SOURCES[:2])}) "
-                              "nor an existing folder")
+            raise ConfigError(
+                f"data source {source!r} is neither a dataset name ({', '.join(ANOMALY_SOURCES[:2])}) "
+                "nor an existing folder"
+            )
         name = f"nbaiot:{path}"
     from fediot.data.nbaiot import nbaiot_feature_names, read_nbaiot
 

@@ -157,11 +157,12 @@ def _evaluate(module: MLP, scaler: MinMaxScaler, data: KddGatewaysData, num_clas
         report: dict[str, Any] = counts.as_dict()
         seen = set(data.label_names)
         per_category: dict[str, float] = {}
-        categories = np.array([kdd_attack_category(lab) for lab in data.corrected_labels.tolist()])
+        uniq, inverse = np.unique(data.corrected_labels, return_inverse=True)
+        categories = np.array([kdd_attack_category(str(lab)) for lab in uniq])[inverse]
         for cat in ("dos", "probe", "r2l", "u2r"):
             mask = categories == cat
             per_category[cat] = float(is_attack_pred[mask].mean()) if mask.any() else float("nan")
-        unseen = np.array([lab not in seen for lab in data.corrected_labels.tolist()])
+        unseen = np.array([str(lab) not in seen for lab in uniq])[inverse]
         report["tpr_by_category"] = per_category
         report["tpr_unseen_attack_types"] = float(is_attack_pred[unseen].mean()) if unseen.any() else None
         report["num_unseen_attack_rows"] = int(unseen.sum())

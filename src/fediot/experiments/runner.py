@@ -21,6 +21,9 @@ __all__ = ["ExperimentOutput", "run_experiment"]
 
 log = logging.getLogger(__name__)
 
+Render = Callable[[dict[str, Any], Path | None], str]
+Runner = Callable[[dict[str, Any], list[int], Progress], tuple[dict[str, Any], Render]]
+
 
 @dataclass(frozen=True, slots=True)
 class ExperimentOutput:
@@ -31,7 +34,9 @@ class ExperimentOutput:
     report_path: Path
 
 
-def _kdd_gateways(cfg: dict[str, Any], seeds: list[int], progress: Progress) -> tuple[dict[str, Any], str]:
+def _kdd_gateways(
+    cfg: dict[str, Any], seeds: list[int], progress: Progress
+) -> tuple[dict[str, Any], Render]:
     from fediot.experiments.kdd_gateways import KddGatewaysConfig, majority_baselines, run_kdd_gateways
     from fediot.report.kdd import kdd_gateways_markdown
 
@@ -53,7 +58,9 @@ def _kdd_gateways(cfg: dict[str, Any], seeds: list[int], progress: Progress) -> 
     return _finish(results, per_seed), kdd_gateways_markdown
 
 
-def _anomaly(cfg: dict[str, Any], seeds: list[int], progress: Progress) -> tuple[dict[str, Any], Any]:
+def _anomaly(
+    cfg: dict[str, Any], seeds: list[int], progress: Progress
+) -> tuple[dict[str, Any], Render]:
     from fediot.experiments.anomaly import AnomalyConfig, run_variant
     from fediot.experiments.datasets import load_anomaly_dataset
     from fediot.report.anomaly import anomaly_markdown
@@ -70,8 +77,10 @@ def _anomaly(cfg: dict[str, Any], seeds: list[int], progress: Progress) -> tuple
         datasets.append(ds)
         cache: dict[str, Any] = {}
         per_seed.append(
-            {spec.name: run_variant(ds, spec, config, seed=seed, progress=progress, cache=cache)
-             for spec in config.variants}
+            {
+                spec.name: run_variant(ds, spec, config, seed=seed, progress=progress, cache=cache)
+                for spec in config.variants
+            }
         )
     ds = datasets[0]
     results: dict[str, Any] = {
@@ -102,7 +111,6 @@ def _finish(results: dict[str, Any], per_seed: list[dict[str, Any]]) -> dict[str
     return results
 
 
-Runner = Callable[[dict[str, Any], list[int], Progress], tuple[dict[str, Any], Any]]
 EXPERIMENTS: dict[str, Runner] = {"kdd-gateways": _kdd_gateways, "anomaly": _anomaly}
 
 

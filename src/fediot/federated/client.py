@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Literal, Protocol, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 from torch import nn
 
-from fediot.data.scaling import SufficientStats
+from fediot.data.scaling import SufficientStats, scaler_inputs
 from fediot.federated.types import ClientUpdate, Config, Metrics, Weights
 from fediot.models.train import TrainConfig, reconstruction_errors, train_autoencoder, train_classifier
 from fediot.models.weights import get_weights, set_weights
 
-__all__ = ["ClassifierClient", "Client", "client_seed", "train_config_from"]
+__all__ = [
+    "AutoencoderClient",
+    "ClassifierClient",
+    "Client",
+    "FitPlan",
+    "LocalTraining",
+    "client_seed",
+    "train_config_from",
+]
 
 
 @runtime_checkable
@@ -124,6 +132,50 @@ class _Transform(Protocol):
     def transform(self, x: NDArray[np.float32]) -> NDArray[np.float32]: ...
 
 
+class LocalTraining(NamedTuple):
+    """One local training call: ``train_autoencoder(module, x, config, seed=seed)``.
+
+    Attributes
+    ----------
+    x : ndarray of shape (n_rows, n_features)
+        Scaled rows to train on.
+    config : TrainConfig
+    seed : int
+        Fixes the mini-batch order.
+    """
+
+    x: NDArray[np.float32]
+    config: TrainConfig
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class FitPlan:
+    """What an :class:`AutoencoderClient` does in one round, before any training.
+
+    ``fit`` runs the ``phases`` in order on the received weights; a runtime may run them itself (e.g.
+    ``fediot.sim.batched``, many clients at once) and finish with :meth:`update`.
+
+    Attributes
+    ----------
+    phases : tuple of LocalTraining
+        The local epochs, then, in a retraining round, one epoch on the retraining subset.
+    num_examples : int
+        The FedAvg weight of the reply.
+    retrained : bool
+        Whether the round includes the retraining pass.
+    """
+
+    phases: tuple[LocalTraining, ...]
+    num_examples: int
+    retrained: bool
+
+    def update(self, weights: Weights, loss: float) -> ClientUpdate:
+        """Return the reply for the trained ``weights`` and the last phase's mean ``loss``."""
+        metrics: Metrics = {"train_loss": loss, "retrained": self.retrained}
+        return ClientUpdate(weights, self.num_examples, metrics)
+
+
 class AutoencoderClient:
     """An IoT gateway: trains the shared autoencoder on its own benign rows.
 
@@ -202,15 +254,17 @@ class AutoencoderClient:
             raise RuntimeError(f"client {self.client_id!r}: set_scaler() must be called before training")
         return self._x_train
 
-    def fit(self, weights: Weights, config: Config) -> ClientUpdate:
-        """Train from ``weights`` on the local benign rows (plus a retraining pass when due)."""
+    def fit_plan(self, config: Config) -> FitPlan:
+        """Decide what :meth:`fit` does this round: rows, hyper-parameters and seed of each training phase.
+
+        The local epochs on all scaled training rows with the per-round seed from :func:`client_seed`;
+        in a retraining round (see the class docstring) then one epoch on a random subset, seed + 1.
+        """
         x = self._scaled_train()
-        module = self._model()
-        set_weights(module, weights)
         server_round = int(config.get("server-round", 1))
         seed = client_seed(self.seed, self.client_id, server_round)
         tc = train_config_from(config, self.train_config)
-        loss = train_autoencoder(module, x, tc, seed=seed)
+        phases = [LocalTraining(x, tc, seed)]
         retrain_every = int(config.get("retrain-every", self.retrain_every))
         retrained = retrain_every > 0 and server_round % retrain_every == 0
         if retrained:
@@ -218,13 +272,26 @@ class AutoencoderClient:
             rng = np.random.default_rng(seed)
             k = max(1, round(fraction * x.shape[0]))
             subset = np.sort(rng.choice(x.shape[0], size=k, replace=False))
-            loss = train_autoencoder(module, x[subset], replace(tc, epochs=1), seed=seed + 1)
-        metrics: Metrics = {"train_loss": loss, "retrained": retrained}
-        return ClientUpdate(get_weights(module), self.num_train, metrics)
+            phases.append(LocalTraining(x[subset], replace(tc, epochs=1), seed + 1))
+        return FitPlan(tuple(phases), self.num_train, retrained)
 
-    def feature_stats(self) -> SufficientStats:
-        """Per-feature sufficient statistics of the raw benign training rows (for the federated scaler)."""
-        return SufficientStats.from_array(self.x_train_raw)
+    def fit(self, weights: Weights, config: Config) -> ClientUpdate:
+        """Train from ``weights`` on the local benign rows (plus a retraining pass when due)."""
+        plan = self.fit_plan(config)
+        module = self._model()
+        set_weights(module, weights)
+        loss = float("nan")
+        for phase in plan.phases:
+            loss = train_autoencoder(module, phase.x, phase.config, seed=phase.seed)
+        return plan.update(get_weights(module), loss)
+
+    def feature_stats(self, scaler_kind: str = "minmax") -> SufficientStats:
+        """Per-feature sufficient statistics of the benign training rows, for a federated ``scaler_kind``.
+
+        For ``log-*`` scalers the statistics are of the log-compressed rows (see
+        :func:`fediot.data.scaling.scaler_inputs`).
+        """
+        return SufficientStats.from_array(scaler_inputs(scaler_kind, self.x_train_raw))
 
     def error_stats(self, weights: Weights) -> SufficientStats:
         """Sufficient statistics of the reconstruction errors on the opt rows (for the federated threshold).

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from fediot.federated.client import Client
+from fediot.federated.client import AutoencoderClient, Client
 from fediot.federated.types import Config, Weights
 from fediot.flower.codec import (
     ARRAYS_KEY,
@@ -41,6 +41,7 @@ __all__ = [
     "handle_train",
     "load_rows",
     "make_client_app",
+    "node_client",
     "sufficient_stats",
 ]
 
@@ -266,20 +267,29 @@ class _AffineScaler:
         return ((x - self.offset) / self.scale).astype(np.float32)
 
 
-def _node_client(context: Context) -> Client:
-    """Build the deployment client: an N-BaIoT gateway from ``--node-config`` and the run config.
+def node_client(node: Mapping[str, Any], run: Mapping[str, Any]) -> AutoencoderClient:
+    """Build the deployment client: an N-BaIoT gateway from its node config and the run config.
 
-    Node config: ``data-path`` (benign rows, ``.npy``/``.csv``) and ``client-id``. The rows are split
-    in time order into thirds: train / opt / (test, unused here). Run config: ``seed``, ``lr``,
-    ``batch-size``, ``local-epochs``. Rows are used as stored (identity scaling) unless a message
-    carries a ``scaler`` record (see :func:`handle_train`).
+    The default ClientApp calls this with the SuperNode's ``--node-config`` and the run config; the
+    in-process runtime can call it with the same two mappings to get the very same client.
+
+    Parameters
+    ----------
+    node : mapping
+        ``data-path`` (benign rows in time order, ``.npy``/``.csv``) and ``client-id``. The rows are
+        split in time order into thirds: train / opt / (test, unused here).
+    run : mapping
+        ``seed``, ``lr``, ``batch-size``, ``local-epochs`` (defaults 0, 0.01, 64, 1).
+
+    Returns
+    -------
+    AutoencoderClient
+        Rows are used as stored (identity scaling) unless a message carries a ``scaler`` record
+        (see :func:`handle_train`).
     """
-    from fediot.federated.client import AutoencoderClient
     from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
     from fediot.models.train import TrainConfig
 
-    node = context.node_config
-    run = context.run_config
     if "data-path" not in node:
         raise ValueError("this SuperNode needs --node-config 'data-path=... client-id=...'")
     x = load_rows(str(node["data-path"]))
@@ -301,6 +311,10 @@ def _node_client(context: Context) -> Client:
     zeros = np.zeros(num_features, np.float32)
     client.set_scaler(_AffineScaler(zeros, np.ones(num_features, np.float32)))
     return client
+
+
+def _node_client(context: Context) -> Client:
+    return node_client(context.node_config, context.run_config)
 
 
 def __getattr__(name: str) -> Any:

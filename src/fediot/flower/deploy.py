@@ -16,12 +16,19 @@ __all__ = [
     "FLOWER_ENV",
     "CertPaths",
     "flower_env",
+    "format_config",
     "generate_certs",
+    "register_command",
+    "run_command",
     "run_foreground",
     "start_process",
     "stop_process",
+    "superexec_command",
     "superlink_command",
     "supernode_command",
+    "wait_for_tls",
+    "write_app",
+    "write_connection",
 ]
 
 FLOWER_ENV: Mapping[str, str] = {
@@ -244,13 +251,191 @@ def supernode_command(
     isolation : {"subprocess", "process"}
         How the ClientApp runs (``process``: a separately started SuperExec).
     """
-    config = " ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}" for k, v in node_config.items())
     cmd = [_executable("flower-supernode"), "--superlink", superlink, "--port", str(port)]
-    cmd += ["--isolation", isolation, "--node-config", config]
+    cmd += ["--isolation", isolation, "--node-config", format_config(node_config)]
     cmd += ["--insecure"] if root_cert is None else ["--root-certificates", str(root_cert)]
     if auth_key is not None:
         cmd += ["--auth-supernode-private-key", str(auth_key)]
     return cmd
+
+
+def superexec_command(runtime_api_address: str) -> list[str]:
+    """Return the ``flower-superexec`` command for a SuperNode started with ``--isolation process``.
+
+    It connects (on this host, without TLS) to the SuperNode's local Runtime API (``--port``) and
+    launches one ClientApp process per message, as the SuperNode's own SuperExec does with
+    ``--isolation subprocess``.
+    """
+    return [_executable("flower-superexec"), "--insecure", "--runtime-api-address", runtime_api_address]
+
+
+def format_config(config: Mapping[str, str | int | float | bool]) -> str:
+    """Format ``config`` as Flower's ``--node-config`` / ``--run-config`` value (TOML-like ``k=v`` pairs).
+
+    Examples
+    --------
+    >>> format_config({"data-path": "/d/gw1.npy", "num-server-rounds": 3, "resume": False})
+    'data-path="/d/gw1.npy" num-server-rounds=3 resume=false'
+    """
+
+    def value(v: str | int | float | bool) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            if '"' in v or "\\" in v:
+                raise ValueError(f"config value {v!r} may not contain quotes or backslashes")
+            return f'"{v}"'
+        return repr(v)
+
+    return " ".join(f"{k}={value(v)}" for k, v in config.items())
+
+
+def write_connection(
+    flwr_home: str | Path,
+    name: str,
+    *,
+    address: str,
+    root_cert: str | Path | None,
+    default: bool = True,
+) -> Path:
+    """Add (or replace) the SuperLink connection ``name`` in ``$FLWR_HOME/config.toml``; return the file.
+
+    The Flower CLI (``flwr run``, ``flwr supernode register``, ``flwr ls``) reads its SuperLink
+    connections from that file. ``root_cert`` None writes ``insecure = true``. Other connections in an
+    existing file are kept.
+    """
+    import tomllib
+
+    import tomli_w  # a dependency of flwr
+
+    path = Path(flwr_home) / "config.toml"
+    config: dict[str, object] = tomllib.loads(path.read_text()) if path.exists() else {}
+    superlink = config.setdefault("superlink", {})
+    if not isinstance(superlink, dict):
+        raise ValueError(f"{path}: [superlink] is not a table")
+    entry: dict[str, object] = {"address": address}
+    if root_cert is None:
+        entry["insecure"] = True
+    else:
+        entry["root-certificates"] = str(Path(root_cert).resolve())
+    superlink[name] = entry
+    if default or "default" not in superlink:
+        superlink["default"] = name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(config))
+    return path
+
+
+def write_app(
+    folder: str | Path,
+    run_config: Mapping[str, str | int | float | bool],
+    *,
+    name: str = "fediot-deploy",
+    version: str = "0.1.0",
+) -> Path:
+    """Write a minimal Flower app (a ``pyproject.toml``) running fediot's ServerApp and ClientApp.
+
+    ``flwr run FOLDER CONNECTION`` ships it to the SuperLink as a tiny FAB; the components are
+    imported from the installed ``fediot`` on the SuperLink and SuperNodes. ``run_config`` becomes
+    ``[tool.flwr.app.config]``: only keys listed there can be overridden with ``--run-config``.
+
+    Returns
+    -------
+    Path
+        The written ``pyproject.toml``.
+    """
+    import tomli_w
+
+    project = {
+        "project": {
+            "name": name,
+            "version": version,
+            "description": "fediot's ServerApp and ClientApp",
+            "license": "Apache-2.0",
+            "dependencies": [],
+        },
+        "tool": {
+            "flwr": {
+                "app": {
+                    "publisher": "fediot",
+                    "components": {
+                        "serverapp": "fediot.flower.server_app:app",
+                        "clientapp": "fediot.flower.client_app:app",
+                    },
+                    "config": dict(run_config),
+                }
+            }
+        },
+    }
+    path = Path(folder) / "pyproject.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(project))
+    return path
+
+
+def register_command(public_key: str | Path, connection: str) -> list[str]:
+    """Return the ``flwr supernode register`` command that allows the SuperNode with ``public_key``.
+
+    Needs a SuperLink started with ``--enable-supernode-auth`` and the connection ``connection`` in
+    ``$FLWR_HOME/config.toml`` (see :func:`write_connection`).
+    """
+    return [_executable("flwr"), "supernode", "register", str(public_key), connection]
+
+
+def run_command(
+    app: str | Path,
+    connection: str,
+    *,
+    run_config: Mapping[str, str | int | float | bool] | None = None,
+    stream: bool = True,
+) -> list[str]:
+    """Return the ``flwr run`` command that submits the Flower app in folder ``app`` to ``connection``.
+
+    With ``stream`` the command prints the run's logs and returns when the run has finished.
+    """
+    cmd = [_executable("flwr"), "run", str(app), connection]
+    if run_config:
+        cmd += ["--run-config", format_config(run_config)]
+    if stream:
+        cmd.append("--stream")
+    return cmd
+
+
+def wait_for_tls(
+    host: str,
+    port: int,
+    ca_cert: str | Path,
+    *,
+    timeout: float = 60.0,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Wait until ``host:port`` completes a TLS handshake verified against ``ca_cert``.
+
+    Raises
+    ------
+    TimeoutError
+        If no verified handshake succeeded within ``timeout`` seconds.
+    RuntimeError
+        If ``proc`` (the server being waited for) exits first.
+    """
+    import socket
+    import ssl
+    import time
+
+    context = ssl.create_default_context(cafile=str(ca_cert))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before serving TLS")
+        try:
+            with (
+                socket.create_connection((host, port), timeout=2) as sock,
+                context.wrap_socket(sock, server_hostname=host),
+            ):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"no TLS server at {host}:{port} after {timeout:.0f} s")
 
 
 def flower_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -286,36 +471,92 @@ def start_process(
         log_file.close()
 
 
+def _descendants(pid: int) -> list[int]:
+    """PIDs of all live descendants of ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
-    """Stop ``proc``'s whole process group: SIGTERM, then SIGKILL what is left after ``timeout`` seconds.
+    """Stop ``proc``'s process group and every descendant: SIGTERM, then SIGKILL after ``timeout`` s.
 
     The group is signalled even if ``proc`` itself already exited (its children may not have).
+    Descendants that started their own session (the SuperLink starts ``flower-superexec`` so) are
+    found through ``/proc`` before anything is signalled, and stopped as well.
     """
     import signal
+    import time
 
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        proc.poll()
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=timeout)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    escaped = [p for p in _descendants(proc.pid) if _pgid(p) not in (None, proc.pid)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        for pid in escaped:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while escaped and time.monotonic() < deadline:
+            escaped = [p for p in escaped if _alive(p)]
+            time.sleep(0.05)
+        if proc.poll() is not None and not escaped and _pgid_gone(proc.pid):
+            return
     proc.wait(timeout=timeout)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Return whether ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _pgid_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def run_foreground(cmd: Sequence[str]) -> int:
     """Run ``cmd`` with :func:`flower_env` in the foreground; return its exit code.
 
-    On Ctrl-C (or any error) its whole process group is stopped before this returns.
+    On Ctrl-C or SIGTERM (or any error) its process group and descendants are stopped before this
+    returns (SIGTERM is turned into ``KeyboardInterrupt`` meanwhile).
     """
+    import signal
+    import threading
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     proc = subprocess.Popen(list(cmd), env=flower_env(), start_new_session=True)
     try:
         return proc.wait()
-    except KeyboardInterrupt:
-        stop_process(proc)
-        raise
     finally:
-        if proc.poll() is None:
-            stop_process(proc)
+        stop_process(proc)
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
+import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +35,14 @@ if TYPE_CHECKING:
     from flwr.app import Context, Message, RecordDict
     from flwr.serverapp import Grid, ServerApp
 
-__all__ = ["ServerConfig", "discover_clients", "make_server_app", "run_server"]
+__all__ = [
+    "ServerConfig",
+    "discover_clients",
+    "make_server_app",
+    "run_server",
+    "send_and_receive",
+    "write_history",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +70,17 @@ class ServerConfig:
         Seconds to wait for the replies of one round; missing replies count as failures.
     connect_timeout : float
         Seconds to wait for ``min_available_clients`` nodes.
+    poll_interval : float
+        Seconds between two polls for replies (Flower's own ``send_and_receive`` waits 3 s).
     fit_config : mapping of str to scalar
         Sent to every selected client each round (plus ``server-round``).
     checkpoint_path : str or None
         ``.npz`` file written atomically after every round.
     resume : bool
         Continue from ``checkpoint_path`` when it exists.
+    history_path : str or None
+        JSON file rewritten atomically after every round: one entry per round (``server_round``,
+        ``selected``, ``train_loss``, ``seconds``, ``failures``, bytes) and ``finished``.
     """
 
     num_rounds: int
@@ -77,9 +93,11 @@ class ServerConfig:
     seed: int = 0
     round_timeout: float = 600.0
     connect_timeout: float = 300.0
+    poll_interval: float = 0.2
     fit_config: Mapping[str, Scalar] = field(default_factory=dict)
     checkpoint_path: str | None = None
     resume: bool = False
+    history_path: str | None = None
 
     def __post_init__(self) -> None:
         if self.num_rounds < 0:
@@ -88,8 +106,8 @@ class ServerConfig:
             raise ConfigError(f"fraction-fit must be in (0, 1], got {self.fraction_fit}")
         if self.min_fit_clients < 1 or self.min_available_clients < self.min_fit_clients:
             raise ConfigError("need 1 <= min-fit-clients <= min-available-clients")
-        if self.round_timeout <= 0 or self.connect_timeout <= 0:
-            raise ConfigError("timeouts must be > 0")
+        if self.round_timeout <= 0 or self.connect_timeout <= 0 or self.poll_interval <= 0:
+            raise ConfigError("round-timeout, connect-timeout and poll-interval must be > 0")
         if self.resume and not self.checkpoint_path:
             raise ConfigError("resume needs a checkpoint-path")
 
@@ -110,8 +128,10 @@ class ServerConfig:
             "seed": ("seed", int),
             "round-timeout": ("round_timeout", float),
             "connect-timeout": ("connect_timeout", float),
+            "poll-interval": ("poll_interval", float),
             "checkpoint-path": ("checkpoint_path", str),
             "resume": ("resume", bool),
+            "history-path": ("history_path", str),
         }
         kwargs: dict[str, Any] = {}
         fit_config: dict[str, Scalar] = {}
@@ -121,8 +141,9 @@ class ServerConfig:
                 kwargs[name] = cast(value)
             elif key not in ("num-features", "model") and isinstance(value, bool | int | float | str):
                 fit_config[key] = value
-        if kwargs.get("checkpoint_path") == "":
-            kwargs["checkpoint_path"] = None
+        for optional in ("checkpoint_path", "history_path"):
+            if kwargs.get(optional) == "":
+                kwargs[optional] = None
         if "num_rounds" not in kwargs:
             raise ConfigError("run config needs num-server-rounds")
         return cls(**kwargs, fit_config=fit_config)
@@ -135,7 +156,35 @@ def _message(content: RecordDict, node_id: int, message_type: str, server_round:
     return Message(content, dst_node_id=node_id, message_type=message_type, group_id=str(server_round))
 
 
-def discover_clients(grid: Grid, known: Mapping[int, str], *, timeout: float) -> dict[int, str]:
+def send_and_receive(
+    grid: Grid, messages: Sequence[Message], *, timeout: float, poll_interval: float = 0.2
+) -> list[Message | None]:
+    """Push ``messages``; collect their replies until all arrived or ``timeout`` seconds passed.
+
+    Like ``Grid.send_and_receive``, but polls every ``poll_interval`` seconds instead of every 3 s
+    (the SuperLink's HTTP grid), and returns the replies aligned with ``messages`` (None: no reply
+    in time). The SuperLink answers for a node that went offline with an error reply
+    (``NODE_UNAVAILABLE``, sent from the SuperLink's own node id, hence the alignment by message id).
+    """
+    sent = [str(i) for i in grid.push_messages(messages)]
+    if len(sent) != len(messages):
+        raise RuntimeError(f"pushed {len(messages)} messages, the SuperLink accepted {len(sent)}")
+    pending = set(sent)
+    deadline = time.monotonic() + timeout
+    by_id: dict[str, Message] = {}
+    while pending:
+        for reply in grid.pull_messages(pending):
+            by_id[reply.metadata.reply_to_message_id] = reply
+        pending -= by_id.keys()
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+    return [by_id.get(i) for i in sent]
+
+
+def discover_clients(
+    grid: Grid, known: Mapping[int, str], *, timeout: float, poll_interval: float = 0.2
+) -> dict[int, str]:
     """Ask every connected node not in ``known`` for its client id; return ``{node_id: client_id}``.
 
     Nodes that are no longer connected are dropped; nodes that do not answer within ``timeout`` are
@@ -149,22 +198,48 @@ def discover_clients(grid: Grid, known: Mapping[int, str], *, timeout: float) ->
     new = [nid for nid in connected if nid not in found]
     if new:
         messages = [_message(RecordDict(), nid, f"query.{IDENTIFY}", 0) for nid in new]
-        for reply in grid.send_and_receive(messages, timeout=timeout):
-            if reply.has_error():
-                log.warning("node %d failed to identify: %s", reply.metadata.src_node_id, reply.error.reason)
-                continue
-            found[reply.metadata.src_node_id] = str(reply.content.config_records[CONFIG_KEY][CLIENT_ID_KEY])
+        replies = send_and_receive(grid, messages, timeout=timeout, poll_interval=poll_interval)
+        for nid, reply in zip(new, replies, strict=True):
+            if reply is None:
+                log.warning("node %d did not identify within %.0f s", nid, timeout)
+            elif reply.has_error():
+                log.warning("node %d failed to identify: %s", nid, reply.error.reason)
+            else:
+                found[nid] = str(reply.content.config_records[CONFIG_KEY][CLIENT_ID_KEY])
     ids = list(found.values())
     if len(set(ids)) != len(ids):
         raise ConfigError(f"two SuperNodes report the same client-id: {sorted(ids)}")
     return found
 
 
+def write_history(path: str | Path, rounds: Sequence[RoundRecord], *, finished: bool) -> None:
+    """Write the round records as JSON to ``path`` atomically (temp file in the same folder, then replace).
+
+    ``{"finished": bool, "rounds": [{"server_round", "selected", "train_loss", "bytes_sent",
+    "bytes_received", "seconds", "failures"}, ...]}``; a NaN loss is written as null.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    entries = [
+        {**asdict(r), "train_loss": None if math.isnan(r.train_loss) else r.train_loss} for r in rounds
+    ]
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"finished": finished, "rounds": entries}, f, indent=1)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _wait_for_clients(grid: Grid, config: ServerConfig) -> dict[int, str]:
     deadline = time.monotonic() + config.connect_timeout
     nodes: dict[int, str] = {}
     while True:
-        nodes = discover_clients(grid, nodes, timeout=min(config.round_timeout, 60.0))
+        nodes = discover_clients(
+            grid, nodes, timeout=min(config.round_timeout, 60.0), poll_interval=config.poll_interval
+        )
         if len(nodes) >= config.min_available_clients:
             return nodes
         if time.monotonic() > deadline:
@@ -192,13 +267,12 @@ def _train_round(
         {ARRAYS_KEY: weights_to_arrayrecord(weights), CONFIG_KEY: config_to_configrecord(fit_config)}
     )
     messages = [_message(content, by_client[cid], "train", server_round) for cid in selected]
-    replies = {
-        m.metadata.src_node_id: m for m in grid.send_and_receive(messages, timeout=config.round_timeout)
-    }
+    replies = send_and_receive(
+        grid, messages, timeout=config.round_timeout, poll_interval=config.poll_interval
+    )
     updates: list[ClientUpdate] = []
     failures = 0
-    for cid in selected:  # aggregate in selection order, as the in-process runtime does
-        reply = replies.get(by_client[cid])
+    for cid, reply in zip(selected, replies, strict=True):  # in selection order, as run_rounds does
         if reply is None:
             failures += 1
             log.warning(
@@ -253,7 +327,9 @@ def run_server(
     nodes = _wait_for_clients(grid, config)
     for server_round in range(start, config.num_rounds + 1):
         t0 = time.perf_counter()
-        nodes = discover_clients(grid, nodes, timeout=min(config.round_timeout, 60.0))
+        nodes = discover_clients(
+            grid, nodes, timeout=min(config.round_timeout, 60.0), poll_interval=config.poll_interval
+        )
         ids = sorted(nodes.values())
         selected = select_clients(rng, ids, config.fraction_fit, config.min_fit_clients)
         updates, failures = _train_round(grid, nodes, selected, weights, config, server_round)
@@ -285,6 +361,8 @@ def run_server(
                     server_round, weights, strategy.state_dict(), dict(rng.bit_generator.state), strategy.name
                 ),
             )
+        if config.history_path:
+            write_history(config.history_path, result.rounds, finished=server_round == config.num_rounds)
         log.info(
             "round %d: %d/%d replies, loss %.6g", server_round, len(updates), len(selected), record.train_loss
         )

@@ -15,7 +15,7 @@ SEED_TABLES: dict[str, list[tuple[str, float, float, float, float]]] = {
     "retraining": [("MRN", 0.9009, 0.02189, 93.096, 48.0), ("MNN", 0.9009, 0.02189, 93.096, 36.4)],
     "fl-vs-centralized": [("FL", 0.99988, 0.02836, 99.966, 8.6), ("Non-FL", 0.90076, 0.02232, 93.095, 3109)],
 }
-"""The seed README's tables (N-BaIoT, full data, Colab K80): method, avg TPR, avg FPR, avg F1 (in %), minutes."""
+"""The seed README's tables (N-BaIoT, Colab K80): method, avg TPR, avg FPR, avg F1 (in %), minutes."""
 
 
 def _get(tree: Any, *keys: str) -> Any:
@@ -35,8 +35,17 @@ def _row(runs: dict[str, Any], std: dict[str, Any], name: str, prefix: tuple[str
     return row
 
 
-_HEAD = ["variant", "macro TPR", "macro FPR", "macro F1", "macro bal. acc.", "pooled TPR", "pooled FPR",
-         "pooled F1", "pooled bal. acc."]
+_HEAD = [
+    "variant",
+    "macro TPR",
+    "macro FPR",
+    "macro F1",
+    "macro bal. acc.",
+    "pooled TPR",
+    "pooled FPR",
+    "pooled F1",
+    "pooled bal. acc.",
+]
 
 
 def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
@@ -45,19 +54,20 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
     cfg = results["config"]
     name = results["experiment"]
     seeds = results["seeds"]
+    baseline_epochs = cfg["centralized_epochs"] or cfg["rounds"] * cfg["local_epochs"]
     parts = [
         f"# {name}: {results.get('description', '')}",
         "",
         f"Dataset: `{results['dataset']}` — {len(results['clients'])} clients, {results['num_features']} "
         f"features. Protocol: {results['protocol']}.",
         "",
-        f"Federated: {cfg['rounds']} rounds, fraction {cfg['fraction_fit']} of clients per round (at least "
-        f"{cfg['min_fit_clients']}), {cfg['local_epochs']} local epoch(s), {cfg['optimizer']} lr {cfg['lr']}, "
-        f"batch {cfg['batch_size']}; FedAvgM server lr {cfg['server_learning_rate']}, momentum "
-        f"{cfg['server_momentum']}; retraining = an extra epoch on a fresh random {cfg['retrain_fraction']:.0%} "
-        "of the local benign rows every `retrain_every` rounds. Non-federated baselines train "
-        f"{cfg['rounds'] * cfg['local_epochs'] if cfg['centralized_epochs'] is None else cfg['centralized_epochs']}"
-        f" epochs. Scaler: {cfg['scaler']} (federated from per-client sufficient statistics); threshold: "
+        f"Federated: {cfg['rounds']} rounds, fraction {cfg['fraction_fit']} of clients per round (at "
+        f"least {cfg['min_fit_clients']}), {cfg['local_epochs']} local epoch(s), {cfg['optimizer']} lr "
+        f"{cfg['lr']}, batch {cfg['batch_size']}; FedAvgM server lr {cfg['server_learning_rate']}, momentum "
+        f"{cfg['server_momentum']}; retraining = an extra epoch on a fresh random "
+        f"{cfg['retrain_fraction']:.0%} of the local benign rows every `retrain_every` rounds. Non-federated "
+        f"baselines train {baseline_epochs} epochs. Scaler: {cfg['scaler']} (federated from per-client "
+        "sufficient statistics); threshold: "
         f"mean + {cfg['threshold_k']} std of the opt-benign reconstruction MSE (federated from per-client "
         "sufficient statistics).",
         "",
@@ -65,24 +75,38 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
         "",
         f"## Detection on `{results['test_sets'][0]}` (instance level)",
         "",
-        "Macro = unweighted mean over clients (N-BaIoT's average); pooled = all clients' rows together. F1 is "
-        "nearly blind to FPR when attacks outnumber benign rows, so FPR and balanced accuracy are shown too.",
+        "Macro = unweighted mean over clients (N-BaIoT's average); pooled = all clients' rows together. "
+        "F1 is nearly blind to FPR when attacks outnumber benign rows, so FPR and balanced accuracy are "
+        "shown too.",
         "",
         markdown_table(_HEAD, [_row(runs, std, v, ()) for v in runs]),
         "",
     ]
     if any(_get(runs, v, "window") for v in runs):
         size = next(_get(runs, v, "window", "size") for v in runs if _get(runs, v, "window"))
-        parts += [f"## Window level (majority vote of {fmt(size)} consecutive rows)", "",
-                  markdown_table(_HEAD, [_row(runs, std, v, ("window",)) for v in runs if _get(runs, v, "window")]),
-                  ""]
+        parts += [
+            f"## Window level (majority vote of {fmt(size)} consecutive rows)",
+            "",
+            markdown_table(_HEAD, [_row(runs, std, v, ("window",)) for v in runs if _get(runs, v, "window")]),
+            "",
+        ]
     if any(_get(runs, v, "local_threshold") for v in runs):
-        parts += ["## Federated threshold vs each client's local threshold (same global model)", "",
-                  markdown_table(_HEAD, [_row(runs, std, v, ("local_threshold",)) for v in runs
-                                         if _get(runs, v, "local_threshold")]), ""]
+        parts += [
+            "## Federated threshold vs each client's local threshold (same global model)",
+            "",
+            markdown_table(
+                _HEAD,
+                [_row(runs, std, v, ("local_threshold",)) for v in runs if _get(runs, v, "local_threshold")],
+            ),
+            "",
+        ]
     for test in results["test_sets"][1:]:
-        parts += [f"## Detection on `{test}`", "",
-                  markdown_table(_HEAD, [_row(runs, std, v, ("tests", test)) for v in runs]), ""]
+        parts += [
+            f"## Detection on `{test}`",
+            "",
+            markdown_table(_HEAD, [_row(runs, std, v, ("tests", test)) for v in runs]),
+            "",
+        ]
     attack_types = sorted({t for v in runs for t in (_get(runs, v, "by_attack") or {})})
     if attack_types:
         rows = []
@@ -92,12 +116,22 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
                 entry = _get(runs, v, "by_attack", t) or {}
                 row.append(fmt(entry.get("fpr" if t == "benign" else "tpr"), 4))
             rows.append(row)
-        parts += ["## Per attack type (pooled TPR; FPR for benign rows)", "",
-                  markdown_table(["variant", *attack_types], rows), ""]
+        parts += [
+            "## Per attack type (pooled TPR; FPR for benign rows)",
+            "",
+            markdown_table(["variant", *attack_types], rows),
+            "",
+        ]
     cost = []
     for v in runs:
-        cost.append([v, fmt(_get(runs, v, "wall_seconds"), 1), fmt(_get(runs, v, "bytes_sent")),
-                     fmt(_get(runs, v, "bytes_received"))])
+        cost.append(
+            [
+                v,
+                fmt(_get(runs, v, "wall_seconds"), 1),
+                fmt(_get(runs, v, "bytes_sent")),
+                fmt(_get(runs, v, "bytes_received")),
+            ]
+        )
     parts += ["## Cost", "", markdown_table(["variant", "wall s", "bytes sent", "bytes received"], cost), ""]
     seed_rows = SEED_TABLES.get(name)
     if seed_rows:
@@ -107,15 +141,20 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
             "Seed: N-BaIoT, unstated split and threshold, F1 in percent, minutes on a Colab K80. Ours above: "
             "fractions, stated protocol.",
             "",
-            markdown_table(["method", "avg TPR", "avg FPR", "avg F1 (%)", "time (min)"],
-                           [[m, fmt(a, 5), fmt(b, 5), fmt(c, 3), fmt(d, 1)] for m, a, b, c, d in seed_rows]),
+            markdown_table(
+                ["method", "avg TPR", "avg FPR", "avg F1 (%)", "time (min)"],
+                [[m, fmt(a, 5), fmt(b, 5), fmt(c, 3), fmt(d, 1)] for m, a, b, c, d in seed_rows],
+            ),
             "",
         ]
     if out is not None:
         plots = [
             ("Training loss per round", plot_round_loss(runs, Path(out) / "loss.png")),
             ("Per-client TPR / FPR", plot_client_rates(runs, Path(out) / "clients.png")),
-            ("Score distributions with the threshold", plot_score_distributions(runs, Path(out) / "scores.png")),
+            (
+                "Score distributions with the threshold",
+                plot_score_distributions(runs, Path(out) / "scores.png"),
+            ),
         ]
         made = [(title, p) for title, p in plots if p is not None]
         if made:
@@ -124,8 +163,23 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
         clients = _get(runs, v, "clients") or {}
         if not clients or "->" in next(iter(clients)):
             continue
-        rows = [[cid, fmt(c.get("tpr")), fmt(c.get("fpr")), fmt(c.get("f1")), fmt(c.get("tp")), fmt(c.get("fp")),
-                 fmt(c.get("tn")), fmt(c.get("fn"))] for cid, c in clients.items()]
-        parts += [f"### Per client: {v}", "",
-                  markdown_table(["client", "TPR", "FPR", "F1", "TP", "FP", "TN", "FN"], rows), ""]
+        rows = [
+            [
+                cid,
+                fmt(c.get("tpr")),
+                fmt(c.get("fpr")),
+                fmt(c.get("f1")),
+                fmt(c.get("tp")),
+                fmt(c.get("fp")),
+                fmt(c.get("tn")),
+                fmt(c.get("fn")),
+            ]
+            for cid, c in clients.items()
+        ]
+        parts += [
+            f"### Per client: {v}",
+            "",
+            markdown_table(["client", "TPR", "FPR", "F1", "TP", "FP", "TN", "FN"], rows),
+            "",
+        ]
     return "\n".join(parts)

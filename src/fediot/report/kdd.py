@@ -45,7 +45,8 @@ def kdd_gateways_markdown(results: dict[str, Any], out: Path | None = None) -> s
         "",
         f"Protocol: first {cfg['nrows']:,} rows of KDD Cup 99 `kddcup.data_10_percent`; the 34 continuous "
         "features minus the constant `num_outbound_cmds` (33); labels present, label-encoded; contiguous "
-        f"halves -> gateway 1 / gateway 2; each split {1 - cfg['test_fraction']:.0%}/{cfg['test_fraction']:.0%} "
+        f"halves -> gateway 1 / gateway 2; each split "
+        f"{1 - cfg['test_fraction']:.0%}/{cfg['test_fraction']:.0%} "
         f"train/test (seeded shuffle); min-max scaling fitted on the training rows the model may see; "
         f"MLP {len(results['feature_names'])}-{'-'.join(map(str, cfg['hidden']))}-"
         f"{len(results['label_names'])}, "

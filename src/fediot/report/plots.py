@@ -50,9 +50,12 @@ def plot_client_rates(runs: dict[str, Any], path: Path) -> Path | None:
     if not variants:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(len(variants), 1, figsize=(max(6.0, 0.35 * len(next(iter(variants.values()))
-                                                                           ["clients"])), 2.6 * len(variants)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(variants),
+        1,
+        figsize=(max(6.0, 0.35 * len(next(iter(variants.values()))["clients"])), 2.6 * len(variants)),
+        squeeze=False,
+    )
     for ax, (name, r) in zip(axes[:, 0], variants.items(), strict=True):
         ids = list(r["clients"])
         tpr = [r["clients"][c]["tpr"] for c in ids]

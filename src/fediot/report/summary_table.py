@@ -20,6 +20,7 @@ def _get(tree: Any, *keys: str) -> Any:
 def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Return ``(headers, rows)`` summarising ``results`` for the console."""
     runs, std = results["runs"], results.get("runs_std") or {}
+    keys: tuple[str, ...]
     if results["experiment"] == "kdd-gateways":
         headers = [
             "model",

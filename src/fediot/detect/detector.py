@@ -1,0 +1,362 @@
+"""The AnomalyDetector estimator: scaler + autoencoder + threshold, fitted locally or assembled from parts."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+
+from fediot.data.scaling import MinMaxScaler, Scaler, StandardScaler, SufficientStats, scaler_from_dict
+from fediot.detect.threshold import ThresholdRule, fit_threshold
+from fediot.detect.window import window_vote
+from fediot.errors import DataError
+from fediot.models import (
+    Autoencoder,
+    AutoencoderConfig,
+    TrainConfig,
+    get_weights,
+    init_module,
+    reconstruction_errors,
+    set_weights,
+    train_autoencoder,
+)
+from fediot.models.weights import Weights
+
+__all__ = ["FORMAT_VERSION", "AnomalyDetector"]
+
+FORMAT_VERSION = 1
+"""Version of the artefact :meth:`AnomalyDetector.save` writes; :meth:`AnomalyDetector.load` reads only it."""
+
+_FORMAT_NAME = "fediot.AnomalyDetector"
+DEFAULT_TRAIN_CONFIG = TrainConfig(epochs=20, batch_size=32, lr=1e-3, optimizer="adam")
+
+
+def _column_names(x: Any) -> tuple[str, ...] | None:
+    columns = getattr(x, "columns", None)
+    return None if columns is None else tuple(str(c) for c in columns)
+
+
+def _check_names(expected: Sequence[str], got: Sequence[str], what: str) -> None:
+    """Raise :class:`DataError` naming the first position where ``got`` differs from ``expected``."""
+    for i, (e, g) in enumerate(zip(expected, got, strict=False)):
+        if e != g:
+            raise DataError(f"{what}: feature {i} is {g!r}, expected {e!r}", column=g)
+    if len(expected) != len(got):
+        raise DataError(f"{what}: {len(got)} features, expected {len(expected)}")
+
+
+class AnomalyDetector:
+    """Flag rows whose autoencoder reconstruction error exceeds a threshold fitted on benign rows.
+
+    Follows the scikit-learn estimator contract: ``__init__`` only stores parameters, :meth:`fit`
+    validates and returns ``self``, learned state ends in ``_``. A federated run assembles one from the
+    global model, a federated scaler and a federated threshold with :meth:`from_parts`.
+
+    Parameters
+    ----------
+    scaler : {"minmax", "standard"}
+        Feature scaler fitted on the training rows' sufficient statistics.
+    threshold_rule : ThresholdRule, optional
+        Default: N-BaIoT's ``mean + 1 * std`` (sample std) of the opt errors.
+    ratios : tuple of float
+        Autoencoder encoder widths as fractions of the input (N-BaIoT's 75/50/33/25 %).
+    train_config : TrainConfig, optional
+        Default: 20 epochs of Adam, lr 1e-3, batch 32.
+    seed : int
+        Fixes the weight initialisation and the mini-batch order.
+
+    Attributes
+    ----------
+    module_ : Autoencoder
+    scaler_ : MinMaxScaler or StandardScaler
+    threshold_ : float
+        A row is anomalous when its score is above it.
+    threshold_rule_ : ThresholdRule
+    feature_names_in_ : tuple of str or None
+    n_features_in_ : int
+    train_loss_ : float
+        Mean training loss of the last epoch (NaN when assembled from parts).
+    """
+
+    def __init__(
+        self,
+        *,
+        scaler: Literal["minmax", "standard"] = "minmax",
+        threshold_rule: ThresholdRule | None = None,
+        ratios: tuple[float, ...] = (0.75, 0.5, 0.33, 0.25),
+        train_config: TrainConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.scaler = scaler
+        self.threshold_rule = threshold_rule
+        self.ratios = ratios
+        self.train_config = train_config
+        self.seed = seed
+
+    # ------------------------------------------------------------------ fitting and assembling
+
+    def fit(
+        self,
+        x_train_benign: ArrayLike,
+        x_opt_benign: ArrayLike | None = None,
+        *,
+        feature_names: Sequence[str] | None = None,
+    ) -> AnomalyDetector:
+        """Fit the scaler and the autoencoder on benign rows, then the threshold on the opt rows.
+
+        Parameters
+        ----------
+        x_train_benign : array-like of shape (n_train, n_features)
+            Benign training rows (raw, unscaled).
+        x_opt_benign : array-like of shape (n_opt, n_features), optional
+            Held-out benign rows for the threshold; the training rows are used when omitted (the
+            threshold is then optimistic: the model has seen those rows).
+        feature_names : sequence of str, optional
+            Column names; taken from ``x_train_benign.columns`` (a DataFrame) when omitted.
+
+        Returns
+        -------
+        AnomalyDetector
+            ``self``.
+        """
+        if self.scaler not in ("minmax", "standard"):
+            raise ValueError(f"scaler must be 'minmax' or 'standard', got {self.scaler!r}")
+        rule = self.threshold_rule if self.threshold_rule is not None else ThresholdRule()
+        config = self.train_config if self.train_config is not None else DEFAULT_TRAIN_CONFIG
+        names = tuple(feature_names) if feature_names is not None else _column_names(x_train_benign)
+        x_train = np.asarray(x_train_benign, dtype=np.float64)
+        stats = SufficientStats.from_array(x_train)  # validates 2-D and finite
+        if stats.count < 2:
+            raise DataError(f"need >= 2 benign training rows, got {stats.count}")
+        if names is not None and len(names) != stats.num_features:
+            raise DataError(f"{len(names)} feature names for {stats.num_features} columns")
+        scaler: Scaler = (
+            MinMaxScaler.from_stats(stats) if self.scaler == "minmax" else StandardScaler.from_stats(stats)
+        )
+        module = Autoencoder(AutoencoderConfig(num_features=stats.num_features, ratios=tuple(self.ratios)))
+        init_module(module, self.seed)
+        x_scaled = scaler.transform(x_train)
+        self.train_loss_ = train_autoencoder(module, x_scaled, config, seed=self.seed)
+        self.module_ = module
+        self.scaler_ = scaler
+        self.feature_names_in_ = names
+        self.n_features_in_ = stats.num_features
+        self.threshold_rule_ = rule
+        if x_opt_benign is None:
+            opt_errors = reconstruction_errors(module, x_scaled)
+        else:
+            x_opt = np.asarray(x_opt_benign, dtype=np.float64)
+            if names is not None and (opt_names := _column_names(x_opt_benign)) is not None:
+                _check_names(names, opt_names, "x_opt_benign")
+            opt_errors = self._errors(x_opt)
+        self.threshold_ = fit_threshold(opt_errors, rule)
+        return self
+
+    @classmethod
+    def from_parts(
+        cls,
+        model: Autoencoder | Weights,
+        scaler: Scaler,
+        threshold: float,
+        *,
+        feature_names: Sequence[str] | None = None,
+        config: AutoencoderConfig | None = None,
+        threshold_rule: ThresholdRule | None = None,
+    ) -> AnomalyDetector:
+        """Assemble a fitted detector from a (global) model, a (federated) scaler and threshold.
+
+        Parameters
+        ----------
+        model : Autoencoder or list of ndarray
+            A module (copied) or its weights as returned by ``fediot.models.get_weights``.
+        scaler : MinMaxScaler or StandardScaler
+        threshold : float
+        feature_names : sequence of str, optional
+        config : AutoencoderConfig, optional
+            Required when ``model`` is a list of weights; defaults to the module's own config.
+        threshold_rule : ThresholdRule, optional
+            The rule ``threshold`` came from (recorded only; default ``ThresholdRule()``).
+        """
+        if isinstance(model, Autoencoder):
+            ae_config = model.config if config is None else config
+            weights = get_weights(model)
+        else:
+            if config is None:
+                raise ValueError("config is required when model is a list of weights")
+            ae_config, weights = config, model
+        if not math.isfinite(threshold):
+            raise DataError(f"threshold must be finite, got {threshold!r}")
+        if scaler.num_features != ae_config.num_features:
+            raise DataError(f"scaler has {scaler.num_features} features, model {ae_config.num_features}")
+        names = None if feature_names is None else tuple(feature_names)
+        if names is not None and len(names) != ae_config.num_features:
+            raise DataError(f"{len(names)} feature names for {ae_config.num_features} model inputs")
+        rule = threshold_rule if threshold_rule is not None else ThresholdRule()
+        kind: Literal["minmax", "standard"] = "minmax" if isinstance(scaler, MinMaxScaler) else "standard"
+        det = cls(scaler=kind, threshold_rule=rule, ratios=ae_config.ratios)
+        module = Autoencoder(ae_config)
+        set_weights(module, weights)
+        module.eval()
+        det.module_ = module
+        det.scaler_ = copy.deepcopy(scaler)
+        det.threshold_ = float(threshold)
+        det.threshold_rule_ = rule
+        det.feature_names_in_ = names
+        det.n_features_in_ = ae_config.num_features
+        det.train_loss_ = float("nan")
+        return det
+
+    # ------------------------------------------------------------------ scoring
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise RuntimeError("this AnomalyDetector is not fitted: call fit() or build it with from_parts()")
+
+    def _errors(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return reconstruction_errors(self.module_, self.scaler_.transform(x))
+
+    def anomaly_score(self, x: ArrayLike) -> NDArray[np.float64]:
+        """Return the per-row reconstruction MSE of the scaled rows; higher = more anomalous.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, n_features)
+            Raw rows; a DataFrame's columns are checked against ``feature_names_in_``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), float64
+        """
+        self._check_fitted()
+        names = _column_names(x)
+        if names is not None and self.feature_names_in_ is not None:
+            _check_names(self.feature_names_in_, names, "x")
+        return self._errors(np.asarray(x, dtype=np.float64))
+
+    def decision_function(self, x: ArrayLike) -> NDArray[np.float64]:
+        """Return ``anomaly_score(x) - threshold_`` of shape (n_samples,); > 0 = anomalous."""
+        return self.anomaly_score(x) - self.threshold_
+
+    def predict(self, x: ArrayLike, *, window: int | None = None) -> NDArray[np.int8]:
+        """Return 1 for anomalous rows (score > ``threshold_``), 0 otherwise.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, n_features)
+            Raw rows, in time order when ``window`` is given.
+        window : int, optional
+            Apply N-BaIoT's majority vote over this many consecutive rows (see ``window_vote``).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int8
+        """
+        flags = self.anomaly_score(x) > self.threshold_
+        if window is not None:
+            flags = window_vote(flags, window)
+        return flags.astype(np.int8)
+
+    # ------------------------------------------------------------------ persistence (the only I/O here)
+
+    def _artefact(self) -> dict[str, Any]:
+        scaler = {
+            k: torch.from_numpy(np.array(v, dtype=np.float64)) if isinstance(v, np.ndarray) else v
+            for k, v in self.scaler_.to_dict().items()
+        }
+        config = self.module_.config
+        return {
+            "format": _FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "autoencoder": {"num_features": config.num_features, "ratios": list(config.ratios)},
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.module_.state_dict().items()},
+            "scaler": scaler,
+            "threshold": float(self.threshold_),
+            "threshold_rule": self.threshold_rule_.to_dict(),
+            "feature_names": None if self.feature_names_in_ is None else list(self.feature_names_in_),
+            "train_loss": float(self.train_loss_),
+            "params": {"seed": int(self.seed)},
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fitted detector to one versioned ``.pt`` file, atomically; return its path.
+
+        The file holds only tensors and plain containers (loadable with ``weights_only=True``): format name
+        and version, autoencoder config and weights, scaler arrays, threshold and its rule, feature names.
+        It is written to a temporary file in the same folder, then moved into place with ``os.replace``.
+        """
+        self._check_fitted()
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(self._artefact(), fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, feature_names: Sequence[str] | None = None
+    ) -> AnomalyDetector:
+        """Read a detector written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or PathLike
+        feature_names : sequence of str, optional
+            The columns the caller will score; checked against the saved names.
+
+        Raises
+        ------
+        DataError
+            If the file is missing or not a detector artefact, has another format version, or its feature
+            names differ from ``feature_names`` (names the first mismatch).
+        """
+        p = Path(path)
+        try:
+            blob = torch.load(p, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise DataError("no such detector file", path=p) from None
+        except Exception as exc:  # torch raises several types for a corrupt or foreign file
+            reason = f"{type(exc).__name__}: {exc}"
+            raise DataError(f"not a readable detector artefact ({reason})", path=p) from exc
+        if not isinstance(blob, Mapping) or blob.get("format") != _FORMAT_NAME:
+            raise DataError("not a fediot AnomalyDetector artefact", path=p)
+        if blob.get("format_version") != FORMAT_VERSION:
+            raise DataError(
+                f"detector format version {blob.get('format_version')!r}, this fediot reads {FORMAT_VERSION}",
+                path=p,
+            )
+        saved_names = blob["feature_names"]
+        if feature_names is not None:
+            if saved_names is None:
+                raise DataError("the detector was saved without feature names; cannot check them", path=p)
+            _check_names(saved_names, tuple(feature_names), f"{p}")
+        ae = blob["autoencoder"]
+        config = AutoencoderConfig(num_features=int(ae["num_features"]), ratios=tuple(ae["ratios"]))
+        module = Autoencoder(config)
+        module.load_state_dict(blob["state_dict"])
+        scaler_dict = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in blob["scaler"].items()}
+        det = cls.from_parts(
+            module,
+            scaler_from_dict(scaler_dict),
+            float(blob["threshold"]),
+            feature_names=saved_names,
+            threshold_rule=ThresholdRule.from_dict(blob["threshold_rule"]),
+        )
+        det.seed = int(blob["params"]["seed"])
+        det.train_loss_ = float(blob["train_loss"])
+        return det
