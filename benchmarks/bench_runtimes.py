@@ -13,6 +13,10 @@ Three runtimes on the same FedAvgM workload, in one process, one after another:
 - ``flower``: Flower's ``run_simulation`` (Ray) over the same client and strategy code.
 
 Run: ``python benchmarks/bench_runtimes.py [--rounds 5] [--threads 1] [--skip-flower]``
+
+On a shared 2-core machine pass ``--threads 1``: with 2 OpenMP threads, tiny GEMMs spin-wait whenever
+another process holds a core and a round can take 10-100x longer (measured); Flower's Ray actors run one
+thread each.
 """
 
 from __future__ import annotations

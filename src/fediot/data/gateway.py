@@ -6,9 +6,11 @@ Benign traffic: the IoT Sentinel captures (Miettinen et al., ICDCS 2017), one cl
 were infected: a contiguous block of each flood (seeded offset) gets the device's MAC as source MAC (and,
 for the UDP amplification flood, whose sources are real reflectors, the device's IPv4 address as source IP;
 the SYN flood's sources are spoofed, so they stay), and timestamps shifted to start 1 s after the device's
-last benign packet. Attack block size per flood (the rule): ``min(len(flood), max(min_attack_packets,
-round(attack_ratio * n_benign)))``. The amplification capture's ICMP packets (the victim's replies) are
-dropped; only its UDP packets are the device's flood.
+last benign packet. ``syn_flood_source="device"`` (not the default) also rewrites the SYN flood's
+spoofed sources to the device's address, as a non-spoofing bot (e.g. Mirai's default) would send it: a
+what-if that shows how much the spoofing hides. Attack block size per flood (the rule):
+``min(len(flood), max(min_attack_packets, round(attack_ratio * n_benign)))``. The amplification
+capture's ICMP packets (the victim's replies) are dropped; only its UDP packets are the device's flood.
 
 Features: fediot's AfterImage extractor over the benign stream followed by one flood (each flood on its own
 copy of the benign stream, as N-BaIoT captured each attack separately). Written in the N-BaIoT UCI layout::
@@ -76,8 +78,11 @@ class GatewayConfig:
     max_benign_packets: int = 4000
     min_attack_packets: int = 500
     attack_ratio: float = 0.5
+    syn_flood_source: str = "spoofed"
 
     def __post_init__(self) -> None:
+        if self.syn_flood_source not in ("spoofed", "device"):
+            raise ConfigError(f"syn_flood_source must be spoofed or device, got {self.syn_flood_source!r}")
         if self.min_packets < 3 or self.max_benign_packets < self.min_packets:
             raise ConfigError(f"need 3 <= min_packets <= max_benign_packets, got {self}")
         if self.min_attack_packets < 1 or not self.attack_ratio > 0:
@@ -245,7 +250,8 @@ def build_gateway_dataset(
             for name, flood in floods.items():
                 n = min(len(flood), max(config.min_attack_packets, round(config.attack_ratio * n_benign)))
                 start = int(rng.integers(0, len(flood) - n + 1))
-                attack = _replay(flood, n, start, mac=mac, ip=ip, rewrite_ip=(name == "udp_flood"), t0=t0)
+                rewrite_ip = name == "udp_flood" or config.syn_flood_source == "device"
+                attack = _replay(flood, n, start, mac=mac, ip=ip, rewrite_ip=rewrite_ip, t0=t0)
                 feats, _ = extract_features(PacketTable.concat([benign, attack]), order="given")
                 if benign_rows is None:
                     benign_rows = feats[:n_benign]
@@ -308,7 +314,11 @@ def gateway_dataset_path(
     The cache lives in :func:`default_cache_dir` (override with ``cache_dir`` or ``$FEDIOT_CACHE_DIR``).
     """
     config = config or GatewayConfig()
-    root = (cache_dir or default_cache_dir()) / f"gateway-v{GATEWAY_FORMAT}-seed{config.seed}"
+    name = f"gateway-v{GATEWAY_FORMAT}-seed{config.seed}"
+    if config != GatewayConfig(seed=config.seed):
+        digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+        name += f"-{digest}"
+    root = (cache_dir or default_cache_dir()) / name
     if rebuild or not _manifest_ok(root, config):
         log.info("building the gateway dataset into %s (first use)", root)
         build_gateway_dataset(root, config, progress=progress)

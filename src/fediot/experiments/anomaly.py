@@ -22,6 +22,7 @@ from fediot.federated.types import Weights
 from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
 from fediot.models.train import TrainConfig, reconstruction_errors, train_autoencoder
 from fediot.models.weights import get_weights, init_module, set_weights
+from fediot.sim.batched import BatchedAutoencoderExecutor
 from fediot.sim.runtime import run_rounds
 
 __all__ = ["AnomalyConfig", "VariantSpec", "run_variant"]
@@ -78,6 +79,7 @@ class AnomalyConfig:
     window: int = 1
     local_thresholds: bool = True
     centralized_epochs: int | None = None
+    executor: Literal["batched", "sequential"] = "batched"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,6 +131,7 @@ class AnomalyConfig:
                 threshold_k=float(det.get("threshold_k", 1.0)),
                 window=int(det.get("window", 1)),
                 local_thresholds=bool(det.get("local_thresholds", True)),
+                executor="sequential" if str(fed.get("executor", "batched")) == "sequential" else "batched",
                 centralized_epochs=(
                     int(train["centralized_epochs"]) if "centralized_epochs" in train else None
                 ),
@@ -265,6 +268,7 @@ def _run_federated(
         seed=seed,
         fit_config=lambda r: {"local-epochs": cfg.local_epochs},
         on_round=lambda rec: progress.advance(info=f"loss {rec.train_loss:.5f}"),
+        executor=BatchedAutoencoderExecutor() if cfg.executor == "batched" else None,
     )
     # 3. Federated threshold from the clients' error statistics on their opt rows (never the errors).
     error_stats = {cid: c.error_stats(result.weights) for cid, c in clients.items()}

@@ -38,7 +38,11 @@ def load_anomaly_dataset(source: str, seed: int, data_cfg: dict[str, Any]) -> An
     if source == "gateway":
         from fediot.data.gateway import GatewayConfig, gateway_dataset_path
 
-        path = gateway_dataset_path(GatewayConfig(seed=int(data_cfg.get("build_seed", 0))))
+        gw = GatewayConfig(
+            seed=int(data_cfg.get("build_seed", 0)),
+            syn_flood_source=str(data_cfg.get("syn_flood_source", "spoofed")),
+        )
+        path = gateway_dataset_path(gw)
         name = "gateway"
     else:
         path = Path(source)

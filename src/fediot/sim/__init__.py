@@ -1,5 +1,14 @@
 """The in-process simulation runtime (no Flower import): the fast path for experiments."""
 
-from fediot.sim.runtime import RoundRecord, SimResult, run_rounds
+from fediot.sim.batched import BatchedAutoencoderExecutor, train_autoencoders_batched
+from fediot.sim.runtime import Executor, RoundRecord, SequentialExecutor, SimResult, run_rounds
 
-__all__ = ["RoundRecord", "SimResult", "run_rounds"]
+__all__ = [
+    "BatchedAutoencoderExecutor",
+    "Executor",
+    "RoundRecord",
+    "SequentialExecutor",
+    "SimResult",
+    "run_rounds",
+    "train_autoencoders_batched",
+]
