@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from fediot.data.anomaly import AnomalyDataset, ClientSplit
+from fediot.data.anomaly import AnomalyDataset
 from fediot.data.scaling import SCALER_KINDS, Scaler, SufficientStats, make_scaler, scaler_inputs
 from fediot.detect.evaluate import ClientEvaluation, evaluate_scores, summarize_evaluations
 from fediot.detect.threshold import threshold_from_errors, threshold_from_stats
@@ -334,15 +334,9 @@ def _run_centralized(
 ) -> dict[str, Any]:
     x_train = np.concatenate([c.x_train for c in ds.clients.values()])
     x_opt = np.concatenate([c.x_opt for c in ds.clients.values()])
-    scaler = make_scaler(cfg.scaler, SufficientStats.from_array(scaler_inputs(cfg.scaler, x_train)))
-    module = factory()
-    set_weights(module, initial)
     progress.task(f"centralized: {cfg.epochs_equivalent} epochs on pooled benign rows", 1)
-    loss = train_autoencoder(
-        module, scaler.transform(x_train), cfg.train_config(cfg.epochs_equivalent), seed=seed
-    )
+    module, scaler, threshold, loss = _fit_one(x_train, x_opt, cfg, factory, initial, seed)
     progress.advance(info=f"loss {loss:.5f}")
-    threshold = threshold_from_errors(_score(module, scaler, x_opt), k=cfg.threshold_k)
 
     def score(cid: str, x: NDArray[np.float32]) -> NDArray[np.float64]:
         return _score(module, scaler, x)
@@ -370,7 +364,10 @@ def _run_local(
             f"{spec.name}: one autoencoder per client, {cfg.epochs_equivalent} epochs", len(ds.clients)
         )
         for k, (cid, split) in enumerate(ds.clients.items()):
-            models[cid] = _fit_local(split, cfg, factory, initial, seed + 1000 * (k + 1))
+            module, scaler, threshold, _ = _fit_one(
+                split.x_train, split.x_opt, cfg, factory, initial, seed + 1000 * (k + 1)
+            )
+            models[cid] = (module, scaler, threshold)
             progress.advance(info=cid)
 
     def score(cid: str, x: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -386,18 +383,24 @@ def _run_local(
     return res
 
 
-def _fit_local(
-    split: ClientSplit,
+def _fit_one(
+    x_train: NDArray[np.float32],
+    x_opt: NDArray[np.float32],
     cfg: AnomalyConfig,
     factory: Callable[[], Autoencoder],
     initial: Weights,
     seed: int,
-) -> tuple[Autoencoder, Scaler, float]:
-    scaler = make_scaler(cfg.scaler, SufficientStats.from_array(scaler_inputs(cfg.scaler, split.x_train)))
+) -> tuple[Autoencoder, Scaler, float, float]:
+    """Train one non-federated detector: scaler and autoencoder on ``x_train``, threshold on ``x_opt``.
+
+    Returns ``(module, scaler, threshold, final training loss)``; the threshold falls back to the training
+    rows when there are no opt rows.
+    """
+    scaler = make_scaler(cfg.scaler, SufficientStats.from_array(scaler_inputs(cfg.scaler, x_train)))
     module = factory()
     set_weights(module, initial)
-    train_autoencoder(
-        module, scaler.transform(split.x_train), cfg.train_config(cfg.epochs_equivalent), seed=seed
+    loss = train_autoencoder(
+        module, scaler.transform(x_train), cfg.train_config(cfg.epochs_equivalent), seed=seed
     )
-    x_opt = split.x_opt if split.x_opt.shape[0] else split.x_train
-    return module, scaler, threshold_from_errors(_score(module, scaler, x_opt), k=cfg.threshold_k)
+    errors = _score(module, scaler, x_opt if x_opt.shape[0] else x_train)
+    return module, scaler, threshold_from_errors(errors, k=cfg.threshold_k), loss

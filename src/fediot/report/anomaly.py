@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fediot.report.plots import plot_client_rates, plot_round_loss, plot_score_distributions
-from fediot.report.tables import fmt, fmt_pm, markdown_table
+from fediot.report.tables import fmt, fmt_pm, get_path, markdown_table
 
 __all__ = ["SEED_TABLES", "anomaly_markdown"]
 
@@ -18,20 +18,12 @@ SEED_TABLES: dict[str, list[tuple[str, float, float, float, float]]] = {
 """The seed README's tables (N-BaIoT, Colab K80): method, avg TPR, avg FPR, avg F1 (in %), minutes."""
 
 
-def _get(tree: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(tree, dict) or k not in tree:
-            return None
-        tree = tree[k]
-    return tree
-
-
 def _row(runs: dict[str, Any], std: dict[str, Any], name: str, prefix: tuple[str, ...]) -> list[str]:
     row = [name]
     for scope in ("macro", "pooled"):
         for m in ("tpr", "fpr", "f1", "balanced_accuracy"):
             keys = (name, *prefix, scope, m)
-            row.append(fmt_pm(_get(runs, *keys), _get(std, *keys), 4))
+            row.append(fmt_pm(get_path(runs, *keys), get_path(std, *keys), 4))
     return row
 
 
@@ -82,21 +74,27 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
         markdown_table(_HEAD, [_row(runs, std, v, ()) for v in runs]),
         "",
     ]
-    if any(_get(runs, v, "window") for v in runs):
-        size = next(_get(runs, v, "window", "size") for v in runs if _get(runs, v, "window"))
+    if any(get_path(runs, v, "window") for v in runs):
+        size = next(get_path(runs, v, "window", "size") for v in runs if get_path(runs, v, "window"))
         parts += [
-            f"## Window level (majority vote of {fmt(size)} consecutive rows)",
+            f"## Window level (majority vote of {int(size)} consecutive rows)",
             "",
-            markdown_table(_HEAD, [_row(runs, std, v, ("window",)) for v in runs if _get(runs, v, "window")]),
+            markdown_table(
+                _HEAD, [_row(runs, std, v, ("window",)) for v in runs if get_path(runs, v, "window")]
+            ),
             "",
         ]
-    if any(_get(runs, v, "local_threshold") for v in runs):
+    if any(get_path(runs, v, "local_threshold") for v in runs):
         parts += [
             "## Federated threshold vs each client's local threshold (same global model)",
             "",
             markdown_table(
                 _HEAD,
-                [_row(runs, std, v, ("local_threshold",)) for v in runs if _get(runs, v, "local_threshold")],
+                [
+                    _row(runs, std, v, ("local_threshold",))
+                    for v in runs
+                    if get_path(runs, v, "local_threshold")
+                ],
             ),
             "",
         ]
@@ -107,13 +105,13 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
             markdown_table(_HEAD, [_row(runs, std, v, ("tests", test)) for v in runs]),
             "",
         ]
-    attack_types = sorted({t for v in runs for t in (_get(runs, v, "by_attack") or {})})
+    attack_types = sorted({t for v in runs for t in (get_path(runs, v, "by_attack") or {})})
     if attack_types:
         rows = []
         for v in runs:
             row = [v]
             for t in attack_types:
-                entry = _get(runs, v, "by_attack", t) or {}
+                entry = get_path(runs, v, "by_attack", t) or {}
                 row.append(fmt(entry.get("fpr" if t == "benign" else "tpr"), 4))
             rows.append(row)
         parts += [
@@ -127,9 +125,9 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
         cost.append(
             [
                 v,
-                fmt(_get(runs, v, "wall_seconds"), 1),
-                fmt(_get(runs, v, "bytes_sent")),
-                fmt(_get(runs, v, "bytes_received")),
+                fmt(get_path(runs, v, "wall_seconds"), 1),
+                fmt(get_path(runs, v, "bytes_sent")),
+                fmt(get_path(runs, v, "bytes_received")),
             ]
         )
     parts += ["## Cost", "", markdown_table(["variant", "wall s", "bytes sent", "bytes received"], cost), ""]
@@ -160,7 +158,7 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
         if made:
             parts += ["## Plots", ""] + [f"![{title}]({p.name})" for title, p in made] + [""]
     for v in runs:
-        clients = _get(runs, v, "clients") or {}
+        clients = get_path(runs, v, "clients") or {}
         if not clients or "->" in next(iter(clients)):
             continue
         rows = [

@@ -62,6 +62,7 @@ def to_jsonable(obj: Any) -> Any:
 def write_json(path: Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (NaN/inf become null)."""
     text = json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
 
@@ -70,6 +71,7 @@ def write_json(path: Path, obj: Any) -> Path:
 
 def write_text(path: Path, text: str) -> Path:
     """Write ``text`` atomically (UTF-8)."""
+
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
 

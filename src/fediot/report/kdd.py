@@ -5,20 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fediot.report.tables import fmt, fmt_pm, markdown_table
+from fediot.report.tables import fmt, fmt_pm, get_path, markdown_table
 
 __all__ = ["SEED_PAPER_ACCURACY", "kdd_gateways_markdown", "kdd_gateways_rows"]
 
 SEED_PAPER_ACCURACY = {"edge1": 0.56, "edge2": 0.77, "full": 0.96, "fl": 0.96}
 """Accuracies reported by the seed paper (Table III); it reports no macro-F1 and no per-split figures."""
-
-
-def _get(tree: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(tree, dict) or k not in tree:
-            return None
-        tree = tree[k]
-    return tree
 
 
 def kdd_gateways_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -29,7 +21,9 @@ def kdd_gateways_rows(results: dict[str, Any]) -> list[list[str]]:
         row = [model, fmt(SEED_PAPER_ACCURACY[model], 2)]
         for split in ("gateway1", "gateway2", "pooled"):
             for metric in ("accuracy", "macro_f1"):
-                row.append(fmt_pm(_get(runs, model, split, metric), _get(std, model, split, metric), 3))
+                row.append(
+                    fmt_pm(get_path(runs, model, split, metric), get_path(std, model, split, metric), 3)
+                )
         rows.append(row)
     return rows
 
@@ -83,11 +77,11 @@ def kdd_gateways_markdown(results: dict[str, Any], out: Path | None = None) -> s
             + ", ".join(f"{k} {fmt(v, 3)}" for k, v in majority.items()),
             "",
         ]
-    if _get(runs, "fl", "corrected_binary") is not None:
+    if get_path(runs, "fl", "corrected_binary") is not None:
         rows = []
         for model in ("edge1", "edge2", "full", "fl"):
             b = runs[model]["corrected_binary"]
-            s = _get(std, model, "corrected_binary") or {}
+            s = get_path(std, model, "corrected_binary") or {}
             cats = b.get("tpr_by_category", {})
             rows.append(
                 [model]
@@ -122,14 +116,14 @@ def kdd_gateways_markdown(results: dict[str, Any], out: Path | None = None) -> s
             ),
             "",
         ]
-    pooled = _get(runs, "fl", "pooled", "per_class")
+    pooled = get_path(runs, "fl", "pooled", "per_class")
     if isinstance(pooled, dict):
         rows = []
         for label, m in pooled.items():
             rows.append(
                 [label, str(m.get("support", "-"))]
                 + [
-                    fmt(_get(runs, model, "pooled", "per_class", label, "recall"), 3)
+                    fmt(get_path(runs, model, "pooled", "per_class", label, "recall"), 3)
                     for model in ("edge1", "edge2", "full", "fl")
                 ]
             )
@@ -140,7 +134,7 @@ def kdd_gateways_markdown(results: dict[str, Any], out: Path | None = None) -> s
             "",
         ]
     wall = ", ".join(
-        f"{m} {fmt(_get(runs, m, 'wall_seconds'), 1)} s" for m in ("edge1", "edge2", "full", "fl")
+        f"{m} {fmt(get_path(runs, m, 'wall_seconds'), 1)} s" for m in ("edge1", "edge2", "full", "fl")
     )
     parts += [f"Wall time per model (training + evaluation): {wall}.", ""]
     return "\n".join(parts)

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fediot.report.tables import fmt_pm
+from fediot.report.tables import fmt_pm, get_path
 
 __all__ = ["summary_rows"]
-
-
-def _get(tree: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(tree, dict) or k not in tree:
-            return None
-        tree = tree[k]
-    return tree
 
 
 def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -42,7 +34,7 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 ("corrected_binary", "f1"),
                 ("corrected_binary", "fpr"),
             ):
-                row.append(fmt_pm(_get(runs, model, *keys), _get(std, model, *keys), 3))
+                row.append(fmt_pm(get_path(runs, model, *keys), get_path(std, model, *keys), 3))
             rows.append(row)
         return headers, rows
     headers = ["variant", "macro TPR", "macro FPR", "macro F1", "macro bal. acc.", "window TPR", "window FPR"]
@@ -57,6 +49,6 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             ("window", "macro", "tpr"),
             ("window", "macro", "fpr"),
         ):
-            row.append(fmt_pm(_get(runs, variant, *keys), _get(std, variant, *keys), 4))
+            row.append(fmt_pm(get_path(runs, variant, *keys), get_path(std, variant, *keys), 4))
         rows.append(row)
     return headers, rows

@@ -6,7 +6,22 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["fmt", "fmt_pm", "markdown_table"]
+__all__ = ["fmt", "fmt_pm", "get_path", "markdown_table"]
+
+
+def get_path(tree: Any, *keys: str) -> Any:
+    """Return ``tree[k1][k2]...``, or None where a key is missing (results of older runs, absent variants).
+
+    Examples
+    --------
+    >>> get_path({"a": {"b": 1}}, "a", "b"), get_path({"a": {}}, "a", "b")
+    (1, None)
+    """
+    for k in keys:
+        if not isinstance(tree, dict) or k not in tree:
+            return None
+        tree = tree[k]
+    return tree
 
 
 def fmt(value: Any, digits: int = 4) -> str:
