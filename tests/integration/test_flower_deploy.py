@@ -50,6 +50,9 @@ APP_CONFIG: dict[str, Any] = {  # [tool.flwr.app.config] of the app the loopback
     "batch-size": 16,
     "checkpoint-path": "",
     "history-path": "",
+    "scaler": "log-minmax",
+    "detector-path": "",
+    "feature-names": "nbaiot",
 }
 
 
@@ -290,8 +293,15 @@ def _read_history(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"finished": False, "rounds": []}
 
 
-def _in_process_run(fed: Federation, run_config: dict[str, Any]) -> Any:
-    """The same configuration through ``fediot.sim.run_rounds``: the same clients the ClientApp builds."""
+def _in_process_run(fed: Federation, run_config: dict[str, Any]) -> tuple[Any, Any]:
+    """The same configuration in process: the clients the ClientApp builds, ``_run_federated``'s steps.
+
+    Federated scaler from the clients' ``feature_stats`` (merged in client-id order), ``run_rounds``,
+    federated threshold from their ``error_stats``; returns the run's result and the assembled detector.
+    """
+    from fediot.data.scaling import make_scaler
+    from fediot.detect.detector import AnomalyDetector
+    from fediot.detect.threshold import threshold_from_stats
     from fediot.federated.strategy import make_strategy
     from fediot.flower.client_app import node_client
     from fediot.flower.server_app import ServerConfig
@@ -300,13 +310,21 @@ def _in_process_run(fed: Federation, run_config: dict[str, Any]) -> Any:
     from fediot.sim.runtime import run_rounds
 
     config = ServerConfig.from_run_config(run_config)
+    assert config.scaler is not None
     clients = {
         cid: node_client({"data-path": str(fed.data[cid]), "client-id": cid}, run_config)
         for cid in CLIENT_IDS
     }
+    stats = [clients[cid].feature_stats(config.scaler) for cid in sorted(clients)]
+    merged = stats[0]
+    for s in stats[1:]:
+        merged = merged.merge(s)
+    scaler = make_scaler(config.scaler, merged)
+    for c in clients.values():
+        c.set_scaler(scaler)
     initial = get_weights(init_module(Autoencoder(AutoencoderConfig(115)), config.seed))
-    return run_rounds(
-        clients,
+    sim = run_rounds(
+        dict(clients),
         make_strategy(
             config.strategy,
             server_learning_rate=config.server_learning_rate,
@@ -319,48 +337,60 @@ def _in_process_run(fed: Federation, run_config: dict[str, Any]) -> Any:
         seed=config.seed,
         fit_config=lambda _r: dict(config.fit_config),
     )
-
-
-def _scores(weights: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-    from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
-    from fediot.models.train import reconstruction_errors
-    from fediot.models.weights import set_weights
-
-    module = Autoencoder(AutoencoderConfig(rows.shape[1]))
-    set_weights(module, weights)
-    return reconstruction_errors(module, rows)
+    errors = [clients[cid].error_stats(sim.weights) for cid in sorted(clients)]
+    merged_errors = errors[0]
+    for s in errors[1:]:
+        merged_errors = merged_errors.merge(s)
+    detector = AnomalyDetector.from_parts(
+        sim.weights,
+        scaler,
+        threshold_from_stats(merged_errors, k=config.threshold_k),
+        config=AutoencoderConfig(115),
+        feature_names=config.feature_names,
+    )
+    return sim, detector
 
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_deployed_fedavgm_run_scores_like_the_in_process_runtime(federation: Federation) -> None:
+def test_deployed_fedavgm_run_saves_the_in_process_detector(federation: Federation) -> None:
     # Prepare
+    from fediot.detect.detector import AnomalyDetector
     from fediot.flower.checkpoint import load_checkpoint
 
     federation.ensure_supernodes()
-    checkpoint = federation.root / "results" / "full" / "model.npz"
-    history = federation.root / "results" / "full" / "history.json"
-    run_config = {**APP_CONFIG, "checkpoint-path": str(checkpoint), "history-path": str(history)}
-    # Execute: 3 rounds of FedAvgM over TLS with 3 authenticated SuperNodes, then the same in-process
-    federation.submit(
-        "run-full", {k: run_config[k] for k in ("checkpoint-path", "history-path")}, timeout=240
-    )
-    sim = _in_process_run(federation, run_config)
-    # Assert: the saved global model is the in-process model, and scores every row alike
-    saved = load_checkpoint(checkpoint)
-    rounds = _read_history(history)["rounds"]
+    out = federation.root / "results" / "full"
+    keys = ("checkpoint-path", "history-path", "detector-path")
+    run_config = {
+        **APP_CONFIG,
+        "checkpoint-path": str(out / "model.npz"),
+        "history-path": str(out / "history.json"),
+        "detector-path": str(out / "detector.pt"),
+    }
+    # Execute: federated log-minmax scaler, 3 rounds of FedAvgM over TLS with 3 authenticated SuperNodes,
+    # federated threshold, detector saved by the ServerApp; then the same in process
+    federation.submit("run-full", {k: run_config[k] for k in keys}, timeout=240)
+    sim, reference = _in_process_run(federation, run_config)
+    # Assert: the saved detector is the in-process one (scaler exact; weights within 1e-5 absolute;
+    # threshold and anomaly scores within 1e-4 relative), and it detects
+    saved = load_checkpoint(out / "model.npz")
+    rounds = _read_history(out / "history.json")["rounds"]
     assert saved.server_round == 3
     assert saved.strategy == "fedavgm"
     assert [r["selected"] for r in rounds] == [r.selected for r in sim.rounds] == [list(CLIENT_IDS)] * 3
     assert [r["failures"] for r in rounds] == [0, 0, 0]
     for deployed_w, sim_w in zip(saved.weights, sim.weights, strict=True):
         np.testing.assert_allclose(deployed_w, sim_w, rtol=0, atol=1e-5)
+    detector = AnomalyDetector.load(out / "detector.pt", feature_names=reference.feature_names_in_)
+    for key, value in reference.scaler_.to_dict().items():
+        np.testing.assert_array_equal(detector.scaler_.to_dict()[key], value)
+    assert detector.threshold_ == pytest.approx(reference.threshold_, rel=1e-4)
     rows = np.concatenate([federation.scoring_rows["benign"], federation.scoring_rows["attack"]])
-    deployed_scores, sim_scores = _scores(saved.weights, rows), _scores(sim.weights, rows)
-    np.testing.assert_allclose(deployed_scores, sim_scores, rtol=1e-4, atol=1e-9)
-    # and it is a detector: attack rows score above the gateways' held-out benign rows
+    scores = detector.anomaly_score(rows)
+    np.testing.assert_allclose(scores, reference.anomaly_score(rows), rtol=1e-4, atol=1e-9)
     n_benign = federation.scoring_rows["benign"].shape[0]
-    assert np.median(deployed_scores[n_benign:]) > np.quantile(deployed_scores[:n_benign], 0.9)
+    assert np.median(scores[n_benign:]) > np.quantile(scores[:n_benign], 0.9)
+    assert detector.predict(rows[n_benign:]).mean() > 0.5
 
 
 @pytest.mark.slow
@@ -396,7 +426,12 @@ def test_run_completes_when_a_supernode_is_killed_mid_run(federation: Federation
     federation.ensure_supernodes()
     history = federation.root / "results" / "kill" / "history.json"
     checkpoint = federation.root / "results" / "kill" / "model.npz"
-    run_config = {"history-path": str(history), "checkpoint-path": str(checkpoint), "round-timeout": 90.0}
+    run_config = {  # weights only: no federated scaler/threshold queries to wait on after the kill
+        "history-path": str(history),
+        "checkpoint-path": str(checkpoint),
+        "round-timeout": 90.0,
+        "scaler": "",
+    }
     victim = next(
         p for n, p in federation.procs.items() if n.startswith("supernode-gw3#") and p.poll() is None
     )

@@ -25,6 +25,7 @@ flower = pytest.importorskip("fediot.flower")
 simulation = pytest.importorskip("flwr.simulation")
 flwr_app = pytest.importorskip("flwr.app")
 flwr_serverapp = pytest.importorskip("flwr.serverapp")
+flower_detector = pytest.importorskip("fediot.detect.detector")
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "nbaiot" / "samples"
 NUM_CLIENTS = 3
@@ -118,31 +119,30 @@ def _simulate(main: Any) -> None:
     )
 
 
-def test_server_receives_only_weights_statistics_counts_and_scalars() -> None:
-    # Prepare
+def test_server_receives_only_weights_statistics_counts_and_scalars(tmp_path: Path) -> None:
+    # Prepare: a detector run (federated scaler, 2 rounds, federated threshold, saved detector)
     captured: list[_RecordingGrid] = []
+    results: list[Any] = []
     weight_shapes = {w.shape for w in _initial()}
+    detector = tmp_path / "detector.pt"
 
     def main(grid: Any, context: Any) -> None:
         rec = _RecordingGrid(grid)
         captured.append(rec)
-        config = flower.ServerConfig(num_rounds=2, strategy="fedavgm", min_available_clients=NUM_CLIENTS)
-        result = flower.run_server(rec, config, _initial())
-        weights = flower.codec.weights_to_arrayrecord(result.weights)
-        for query in ("feature_stats", "error_stats"):
-            messages = [
-                flwr_app.Message(
-                    flwr_app.RecordDict({"arrays": weights}), dst_node_id=nid, message_type=f"query.{query}"
-                )
-                for nid in rec.get_node_ids()
-            ]
-            rec.send_and_receive(messages, timeout=120)
+        config = flower.ServerConfig(
+            num_rounds=2,
+            strategy="fedavgm",
+            min_available_clients=NUM_CLIENTS,
+            scaler="log-minmax",
+            detector_path=str(detector),
+        )
+        results.append(flower.run_server(rec, config, _initial()))
 
     # Execute
     _simulate(main)
     # Assert
     (rec,) = captured
-    assert len(rec.replies) == NUM_CLIENTS * (1 + 2 + 2)  # identify, 2 train rounds, 2 queries
+    assert len(rec.replies) == NUM_CLIENTS * (1 + 1 + 2 + 1)  # identify, feature_stats, 2 rounds, error_stats
     kinds = {r.metadata.message_type for r in rec.replies}
     assert kinds == {"query.identify", "train", "query.feature_stats", "query.error_stats"}
     for reply in rec.replies:
@@ -165,6 +165,13 @@ def test_server_receives_only_weights_statistics_counts_and_scalars() -> None:
         c.num_train  # type: ignore[attr-defined]
         for c in _clients().values()
     )
+    (result,) = results
+    assert result.scaler is not None
+    assert result.scaler.log
+    assert result.threshold is not None
+    assert np.isfinite(result.threshold)
+    assert result.threshold > 0
+    assert flower_detector.AnomalyDetector.load(detector).threshold_ == result.threshold
 
 
 def test_two_rounds_then_resume_equals_four_rounds_straight(tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ from fediot.flower.codec import (
     ARRAYS_KEY,
     CONFIG_KEY,
     METRICS_KEY,
+    SCALER_KEY,
     arrayrecord_to_weights,
     configrecord_to_config,
     import_flwr,
+    records_to_scaler,
     statistics_to_recorddict,
     update_to_recorddict,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "DEFAULT_QUERIES",
     "IDENTIFY",
     "SCALER_KEY",
+    "SCALER_KIND_KEY",
     "ClientFn",
     "QueryFn",
     "Statistics",
@@ -47,8 +50,8 @@ __all__ = [
 
 CLIENT_ID_KEY = "client-id"
 """Node-config and reply key naming the client (a gateway id; the server selects by it)."""
-SCALER_KEY = "scaler"
-"""RecordDict key of an optional ArrayRecord (``offset``, ``scale``) the client scales its rows with."""
+SCALER_KIND_KEY = "scaler"
+"""Config key of a ``feature_stats`` query naming the scaler kind the statistics are for."""
 IDENTIFY = "identify"
 """The query that asks a node for its client id (no data, no counts)."""
 
@@ -117,19 +120,38 @@ def as_statistics(value: Any) -> Statistics:
     raise TypeError(f"cannot encode statistics of type {type(value).__name__}")
 
 
+def _takes_argument(fn: Callable[..., Any]) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+
+
 def feature_stats(client: Client, weights: Weights | None, config: Config) -> Statistics:
     """Sufficient statistics of the client's raw training rows (for a federated scaler).
 
-    Uses the client's ``feature_stats()`` when it has one, else its ``x`` rows (``ClassifierClient``).
+    The query's config may name the scaler kind (``scaler``, e.g. ``log-minmax``): it is passed to the
+    client's ``feature_stats(kind)`` when that takes an argument (``AutoencoderClient``), so ``log-*``
+    statistics are of the log-compressed rows. Clients without ``feature_stats`` (``ClassifierClient``)
+    answer from their ``x`` rows (log-compressed likewise for ``log-*``).
     """
-    del weights, config
+    del weights
+    kind = config.get(SCALER_KIND_KEY)
+    kind = str(kind) if kind else None
     own = getattr(client, "feature_stats", None)
     if callable(own):
-        return as_statistics(own())
+        return as_statistics(own(kind) if kind is not None and _takes_argument(own) else own())
     rows = getattr(client, "x", None)
     if rows is None:
         raise TypeError(f"client {client.client_id!r} exposes no training rows for feature statistics")
     x = np.asarray(rows)
+    if kind is not None:
+        from fediot.data.scaling import scaler_inputs
+
+        x = scaler_inputs(kind, x)
     return sufficient_stats(x), int(x.shape[0])
 
 
@@ -159,21 +181,29 @@ def _reply(message: Message, content: RecordDict) -> Message:
 
 
 def _apply_scaler(content: Any, client: Client) -> None:
-    """Apply a server-sent ``scaler`` record (arrays ``offset``, ``scale``) to a client that takes one."""
+    """Apply a server-sent scaler to a client that takes one (``set_scaler``).
+
+    The federated scaler comes as :func:`fediot.flower.codec.scaler_to_records` records (a
+    ``fediot.data.scaling`` scaler, e.g. ``log-minmax``); a bare ``scaler`` ArrayRecord with ``offset``
+    and ``scale`` arrays is applied as ``(x - offset) / scale``.
+    """
     if SCALER_KEY not in content.array_records:
         return
     set_scaler = getattr(client, "set_scaler", None)
     if not callable(set_scaler):
         raise TypeError(f"client {client.client_id!r} cannot apply a scaler")
     record = content.array_records[SCALER_KEY]
-    set_scaler(_AffineScaler(record["offset"].numpy(), record["scale"].numpy()))
+    if "offset" in record:
+        set_scaler(_AffineScaler(record["offset"].numpy(), record["scale"].numpy()))
+    else:
+        set_scaler(records_to_scaler(content))
 
 
 def handle_train(message: Message, client: Client) -> Message:
     """Decode global weights + config, run ``client.fit``, reply with weights, count and metrics only.
 
-    A ``scaler`` ArrayRecord in the message (``offset``, ``scale`` of shape ``(n_features,)``) is applied
-    first with ``client.set_scaler`` (the federated scaler: each message may run in a fresh process).
+    A scaler in the message (see :func:`_apply_scaler`) is applied first with ``client.set_scaler`` (the
+    federated scaler is sent with every message: each message may run in a fresh process).
     """
     content = message.content
     _apply_scaler(content, client)

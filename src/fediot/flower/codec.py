@@ -19,12 +19,16 @@ __all__ = [
     "METRICS_KEY",
     "NUM_EXAMPLES_KEY",
     "OTHER_METRICS_KEY",
+    "SCALER_KEY",
+    "SCALER_META_KEY",
     "arrayrecord_to_weights",
     "config_to_configrecord",
     "configrecord_to_config",
     "import_flwr",
     "recorddict_to_statistics",
     "recorddict_to_update",
+    "records_to_scaler",
+    "scaler_to_records",
     "statistics_to_recorddict",
     "update_to_recorddict",
     "weights_to_arrayrecord",
@@ -40,6 +44,10 @@ OTHER_METRICS_KEY = "metrics-other"
 """RecordDict key of a ConfigRecord holding a reply's bool and str metrics (a MetricRecord cannot)."""
 NUM_EXAMPLES_KEY = "num-examples"
 """The FedAvg weight, under Flower's default ``weighted_by_key``."""
+SCALER_KEY = "scaler"
+"""RecordDict key of the ArrayRecord holding a server-sent scaler's per-feature arrays."""
+SCALER_META_KEY = "scaler-meta"
+"""RecordDict key of the ConfigRecord holding that scaler's ``kind`` and ``log`` flag."""
 
 _FLOWER_MISSING = "Flower is not installed; install the extra with: pip install 'fediot[flower]'"
 
@@ -158,3 +166,40 @@ def recorddict_to_statistics(content: RecordDict) -> tuple[dict[str, NDArray[Any
     if not isinstance(count, int):
         raise ValueError(f"statistics reply has a non-integer count: {count!r}")
     return stats, count
+
+
+def scaler_to_records(scaler: Any) -> dict[str, Any]:
+    """Encode a fitted scaler (``to_dict()``: ``kind``, ``log`` and float64 per-feature arrays) as records.
+
+    Returns ``{SCALER_KEY: ArrayRecord(arrays), SCALER_META_KEY: ConfigRecord(kind, log)}``, to merge into
+    a message's RecordDict. Only per-feature parameters cross the network, never rows.
+    """
+    import_flwr()
+    from flwr.app import Array, ArrayRecord, ConfigRecord, ConfigRecordValues
+
+    arrays: dict[str, Array] = {}
+    meta: dict[str, ConfigRecordValues] = {}
+    for key, value in scaler.to_dict().items():
+        if isinstance(value, np.ndarray):
+            arrays[key] = Array(np.ascontiguousarray(value, dtype=np.float64))
+        elif isinstance(value, bool | str):
+            meta[key] = value
+        else:
+            raise TypeError(f"scaler field {key!r} of type {type(value).__name__} cannot be encoded")
+    return {SCALER_KEY: ArrayRecord(arrays), SCALER_META_KEY: ConfigRecord(meta)}
+
+
+def records_to_scaler(content: RecordDict) -> Any:
+    """Decode :func:`scaler_to_records`'s records in ``content`` to a scaler (None when there are none).
+
+    Returns a ``fediot.data.scaling`` scaler (``MinMaxScaler`` or ``StandardScaler``).
+    """
+    from fediot.data.scaling import scaler_from_dict
+
+    if SCALER_KEY not in content.array_records or SCALER_META_KEY not in content.config_records:
+        return None
+    d: dict[str, Any] = {
+        name: np.asarray(arr.numpy()) for name, arr in content.array_records[SCALER_KEY].items()
+    }
+    d.update(dict(content.config_records[SCALER_META_KEY].items()))
+    return scaler_from_dict(d)

@@ -20,13 +20,15 @@ from fediot.federated.selection import select_clients
 from fediot.federated.strategy import Strategy, make_strategy
 from fediot.federated.types import ClientUpdate, Scalar, Weights, weights_nbytes
 from fediot.flower.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from fediot.flower.client_app import CLIENT_ID_KEY, IDENTIFY
+from fediot.flower.client_app import CLIENT_ID_KEY, IDENTIFY, SCALER_KIND_KEY
 from fediot.flower.codec import (
     ARRAYS_KEY,
     CONFIG_KEY,
     config_to_configrecord,
     import_flwr,
+    recorddict_to_statistics,
     recorddict_to_update,
+    scaler_to_records,
     weights_to_arrayrecord,
 )
 from fediot.sim.runtime import RoundRecord, SimResult
@@ -35,11 +37,18 @@ if TYPE_CHECKING:
     from flwr.app import Context, Message, RecordDict
     from flwr.serverapp import Grid, ServerApp
 
+    from fediot.data.scaling import Scaler, SufficientStats
+
 __all__ = [
     "ServerConfig",
+    "ServerResult",
     "discover_clients",
+    "federated_scaler",
+    "federated_threshold",
     "make_server_app",
+    "query_statistics",
     "run_server",
+    "save_detector",
     "send_and_receive",
     "write_history",
 ]
@@ -81,6 +90,19 @@ class ServerConfig:
     history_path : str or None
         JSON file rewritten atomically after every round: one entry per round (``server_round``,
         ``selected``, ``train_loss``, ``seconds``, ``failures``, bytes) and ``finished``.
+    scaler : str or None
+        Federated scaler kind (``fediot.data.scaling.SCALER_KINDS``, e.g. ``log-minmax``). When set,
+        before round 1 every known node answers a ``feature_stats`` query for this kind; the merged
+        statistics give the scaler (``make_scaler``), sent with every ``train`` and ``error_stats``
+        message; after the last round every node answers an ``error_stats`` query under the final
+        weights and the merged statistics give the threshold. None: clients scale as they were built.
+    threshold_k : float
+        The threshold is ``mean + threshold_k * std`` of the opt-row reconstruction errors (N-BaIoT: 1).
+    detector_path : str or None
+        With ``scaler``: the final ``AnomalyDetector`` (global weights, federated scaler and threshold) is
+        saved there (``.pt``, atomically) after the last round.
+    feature_names : tuple of str or None
+        Column names recorded in the saved detector (checked when it scores a DataFrame).
     """
 
     num_rounds: int
@@ -98,6 +120,10 @@ class ServerConfig:
     checkpoint_path: str | None = None
     resume: bool = False
     history_path: str | None = None
+    scaler: str | None = None
+    threshold_k: float = 1.0
+    detector_path: str | None = None
+    feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.num_rounds < 0:
@@ -110,14 +136,27 @@ class ServerConfig:
             raise ConfigError("round-timeout, connect-timeout and poll-interval must be > 0")
         if self.resume and not self.checkpoint_path:
             raise ConfigError("resume needs a checkpoint-path")
+        if self.scaler is not None:
+            from fediot.data.scaling import SCALER_KINDS
+
+            if self.scaler not in SCALER_KINDS:
+                raise ConfigError(
+                    f"scaler must be one of {', '.join(SCALER_KINDS)} or empty, got {self.scaler!r}"
+                )
+        if self.detector_path and self.scaler is None:
+            raise ConfigError('detector-path needs a scaler (e.g. scaler = "log-minmax")')
+        if not self.threshold_k >= 0:
+            raise ConfigError(f"threshold-k must be >= 0, got {self.threshold_k}")
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> ServerConfig:
         """Build from Flower's run config (``[tool.flwr.app.config]``, kebab-case keys).
 
         Keys not listed below are forwarded to clients as ``fit_config`` (e.g. ``local-epochs``, ``lr``).
+        An empty ``scaler``, ``detector-path``, ``checkpoint-path`` or ``history-path`` means none;
+        ``feature-names`` is ``"nbaiot"`` (the 115 N-BaIoT columns), a comma-separated list, or empty.
         """
-        own = {
+        own: dict[str, tuple[str, Callable[[Any], Any]]] = {
             "num-server-rounds": ("num_rounds", int),
             "strategy": ("strategy", str),
             "server-lr": ("server_learning_rate", float),
@@ -132,6 +171,10 @@ class ServerConfig:
             "checkpoint-path": ("checkpoint_path", str),
             "resume": ("resume", bool),
             "history-path": ("history_path", str),
+            "scaler": ("scaler", str),
+            "threshold-k": ("threshold_k", float),
+            "detector-path": ("detector_path", str),
+            "feature-names": ("feature_names", _feature_names),
         }
         kwargs: dict[str, Any] = {}
         fit_config: dict[str, Scalar] = {}
@@ -141,12 +184,32 @@ class ServerConfig:
                 kwargs[name] = cast(value)
             elif key not in ("num-features", "model") and isinstance(value, bool | int | float | str):
                 fit_config[key] = value
-        for optional in ("checkpoint_path", "history_path"):
+        for optional in ("checkpoint_path", "history_path", "scaler", "detector_path"):
             if kwargs.get(optional) == "":
                 kwargs[optional] = None
         if "num_rounds" not in kwargs:
             raise ConfigError("run config needs num-server-rounds")
         return cls(**kwargs, fit_config=fit_config)
+
+
+def _feature_names(value: Any) -> tuple[str, ...] | None:
+    text = str(value).strip()
+    if not text:
+        return None
+    if text == "nbaiot":
+        from fediot.data.nbaiot import nbaiot_feature_names
+
+        return nbaiot_feature_names()
+    return tuple(name.strip() for name in text.split(","))
+
+
+@dataclass(slots=True)
+class ServerResult(SimResult):
+    """:class:`SimResult` plus the federated scaler and threshold (None when ``scaler`` is not set)."""
+
+    scaler: Scaler | None = None
+    threshold: float | None = None
+    detector_path: str | None = None
 
 
 def _message(content: RecordDict, node_id: int, message_type: str, server_round: int) -> Message:
@@ -257,15 +320,20 @@ def _train_round(
     weights: Weights,
     config: ServerConfig,
     server_round: int,
+    scaler: Scaler | None = None,
 ) -> tuple[list[ClientUpdate], int]:
     import_flwr()
     from flwr.app import RecordDict
 
     by_client = {cid: nid for nid, cid in nodes.items()}
     fit_config: dict[str, Scalar] = {**config.fit_config, "server-round": server_round}
-    content = RecordDict(
-        {ARRAYS_KEY: weights_to_arrayrecord(weights), CONFIG_KEY: config_to_configrecord(fit_config)}
-    )
+    records: dict[str, Any] = {
+        ARRAYS_KEY: weights_to_arrayrecord(weights),
+        CONFIG_KEY: config_to_configrecord(fit_config),
+    }
+    if scaler is not None:
+        records.update(scaler_to_records(scaler))
+    content = RecordDict(records)
     messages = [_message(content, by_client[cid], "train", server_round) for cid in selected]
     replies = send_and_receive(
         grid, messages, timeout=config.round_timeout, poll_interval=config.poll_interval
@@ -286,23 +354,142 @@ def _train_round(
     return updates, failures
 
 
+def query_statistics(
+    grid: Grid,
+    nodes: Mapping[int, str],
+    query: str,
+    config: ServerConfig,
+    *,
+    weights: Weights | None = None,
+    scaler: Scaler | None = None,
+    query_config: Mapping[str, Scalar] | None = None,
+) -> dict[str, SufficientStats]:
+    """Send the statistics query ``query.<query>`` to every node in ``nodes``; return answers by client id.
+
+    The message carries ``weights`` (``arrays``), ``scaler`` and ``query_config`` when given; the replies
+    are sufficient statistics (per-feature or per-column arrays and a count), never rows. Nodes that do
+    not answer within ``round_timeout`` or answer with an error are left out (logged).
+
+    Raises
+    ------
+    RuntimeError
+        If fewer than ``min_fit_clients`` nodes answered.
+    """
+    import_flwr()
+    from flwr.app import RecordDict
+
+    from fediot.data.scaling import SufficientStats
+
+    records: dict[str, Any] = {}
+    if weights is not None:
+        records[ARRAYS_KEY] = weights_to_arrayrecord(weights)
+    if query_config:
+        records[CONFIG_KEY] = config_to_configrecord(dict(query_config))
+    if scaler is not None:
+        records.update(scaler_to_records(scaler))
+    order = sorted(nodes, key=lambda nid: nodes[nid])
+    messages = [_message(RecordDict(records), nid, f"query.{query}", 0) for nid in order]
+    replies = send_and_receive(
+        grid, messages, timeout=config.round_timeout, poll_interval=config.poll_interval
+    )
+    out: dict[str, SufficientStats] = {}
+    for nid, reply in zip(order, replies, strict=True):
+        cid = nodes[nid]
+        if reply is None:
+            log.warning("%s: client %s did not reply within %.0f s", query, cid, config.round_timeout)
+        elif reply.has_error():
+            log.warning("%s: client %s failed: %s", query, cid, reply.error.reason)
+        else:
+            arrays, count = recorddict_to_statistics(reply.content)
+            out[cid] = SufficientStats.from_dict({**arrays, "count": count})
+    if len(out) < config.min_fit_clients:
+        raise RuntimeError(
+            f"{query}: only {len(out)} of {len(nodes)} clients replied, "
+            f"fewer than min-fit-clients={config.min_fit_clients}"
+        )
+    return out
+
+
+def _merge(stats: Mapping[str, SufficientStats]) -> SufficientStats:
+    """Merge in sorted client-id order (deterministic rounding, as the in-process reference can repeat)."""
+    ids = sorted(stats)
+    merged = stats[ids[0]]
+    for cid in ids[1:]:
+        merged = merged.merge(stats[cid])
+    return merged
+
+
+def federated_scaler(grid: Grid, nodes: Mapping[int, str], config: ServerConfig) -> Scaler:
+    """Fit the ``config.scaler`` scaler from every node's ``feature_stats`` (merged in client-id order)."""
+    from fediot.data.scaling import make_scaler
+
+    if config.scaler is None:
+        raise ConfigError("federated_scaler needs ServerConfig.scaler")
+    stats = query_statistics(
+        grid, nodes, "feature_stats", config, query_config={SCALER_KIND_KEY: config.scaler}
+    )
+    return make_scaler(config.scaler, _merge(stats))
+
+
+def federated_threshold(
+    grid: Grid, nodes: Mapping[int, str], weights: Weights, scaler: Scaler, config: ServerConfig
+) -> float:
+    """``mean + k * std`` of the reconstruction errors from every node's ``error_stats`` under ``weights``."""
+    from fediot.detect.threshold import threshold_from_stats
+
+    stats = query_statistics(grid, nodes, "error_stats", config, weights=weights, scaler=scaler)
+    return threshold_from_stats(_merge(stats), k=config.threshold_k)
+
+
+def save_detector(
+    path: str | Path,
+    weights: Weights,
+    scaler: Scaler,
+    threshold: float,
+    *,
+    feature_names: Sequence[str] | None = None,
+    threshold_k: float = 1.0,
+) -> Path:
+    """Assemble the federated ``AnomalyDetector`` and save it to ``path`` atomically; return the path.
+
+    The autoencoder has the default N-BaIoT ratios and ``scaler.num_features`` inputs (as the ServerApp's
+    initial model).
+    """
+    from fediot.detect.detector import AnomalyDetector
+    from fediot.detect.threshold import ThresholdRule
+    from fediot.models.autoencoder import AutoencoderConfig
+
+    detector = AnomalyDetector.from_parts(
+        weights,
+        scaler,
+        threshold,
+        config=AutoencoderConfig(scaler.num_features),
+        feature_names=feature_names,
+        threshold_rule=ThresholdRule(k=threshold_k),
+    )
+    return detector.save(path)
+
+
 def run_server(
     grid: Grid,
     config: ServerConfig,
     initial_weights: Weights,
     *,
     on_round: Callable[[RoundRecord], None] | None = None,
-) -> SimResult:
+) -> ServerResult:
     """Run ``config.num_rounds`` rounds over ``grid`` with our strategy and our seeded client selection.
 
-    Each round: refresh the known clients, select ``select_clients(rng, sorted client ids, ...)``,
-    send ``train`` messages, wait up to ``round_timeout``, aggregate the replies that arrived (in
-    selection order) if at least ``min_fit_clients`` did, and checkpoint.
+    With ``config.scaler`` set, first fit the federated scaler (:func:`federated_scaler`) from the nodes
+    known then. Each round: refresh the known clients, select ``select_clients(rng, sorted client ids,
+    ...)``, send ``train`` messages (with the scaler), wait up to ``round_timeout``, aggregate the replies
+    that arrived (in selection order) if at least ``min_fit_clients`` did, and checkpoint. With
+    ``config.scaler`` set, finally fit the federated threshold (:func:`federated_threshold`) under the
+    final weights and, with ``config.detector_path``, save the detector (:func:`save_detector`).
 
     Returns
     -------
-    SimResult
-        Final weights and the records of the rounds run by this call.
+    ServerResult
+        Final weights, the records of the rounds run by this call, and the scaler and threshold.
     """
     strategy: Strategy = make_strategy(
         config.strategy,
@@ -323,8 +510,13 @@ def run_server(
         rng.bit_generator.state = ckpt.rng_state
         start = ckpt.server_round + 1
         log.info("resuming after round %d from %s", ckpt.server_round, config.checkpoint_path)
-    result = SimResult(weights=weights)
+    result = ServerResult(weights=weights)
     nodes = _wait_for_clients(grid, config)
+    scaler: Scaler | None = None
+    if config.scaler is not None:
+        scaler = federated_scaler(grid, nodes, config)
+        result.scaler = scaler
+        log.info("federated %s scaler from %d clients", config.scaler, len(nodes))
     for server_round in range(start, config.num_rounds + 1):
         t0 = time.perf_counter()
         nodes = discover_clients(
@@ -332,7 +524,7 @@ def run_server(
         )
         ids = sorted(nodes.values())
         selected = select_clients(rng, ids, config.fraction_fit, config.min_fit_clients)
-        updates, failures = _train_round(grid, nodes, selected, weights, config, server_round)
+        updates, failures = _train_round(grid, nodes, selected, weights, config, server_round, scaler)
         if len(updates) < config.min_fit_clients:
             raise RuntimeError(
                 f"round {server_round}: only {len(updates)} of {len(selected)} clients replied, "
@@ -369,6 +561,23 @@ def run_server(
         if on_round is not None:
             on_round(record)
     result.weights = weights
+    if scaler is not None:
+        nodes = discover_clients(
+            grid, nodes, timeout=min(config.round_timeout, 60.0), poll_interval=config.poll_interval
+        )
+        result.threshold = federated_threshold(grid, nodes, weights, scaler, config)
+        log.info("federated threshold %.6g (k=%g)", result.threshold, config.threshold_k)
+        if config.detector_path:
+            saved = save_detector(
+                config.detector_path,
+                weights,
+                scaler,
+                result.threshold,
+                feature_names=config.feature_names,
+                threshold_k=config.threshold_k,
+            )
+            result.detector_path = str(saved)
+            log.info("saved the federated detector to %s", saved)
     return result
 
 

@@ -79,12 +79,17 @@ def test_cached_path_is_reused(tmp_path: Path) -> None:
     # Prepare
     calls: list[str] = []
     # Execute
-    first = gateway_dataset_path(GatewayConfig(seed=0), cache_dir=tmp_path, progress=lambda d, i, n: calls.append(d))
+    first = gateway_dataset_path(
+        GatewayConfig(seed=0), cache_dir=tmp_path, progress=lambda d, i, n: calls.append(d)
+    )
     built_calls = len(calls)
-    second = gateway_dataset_path(GatewayConfig(seed=0), cache_dir=tmp_path, progress=lambda d, i, n: calls.append(d))
+    second = gateway_dataset_path(
+        GatewayConfig(seed=0), cache_dir=tmp_path, progress=lambda d, i, n: calls.append(d)
+    )
     # Assert
     assert first == second
-    assert built_calls >= 25 and len(calls) == built_calls
+    assert built_calls >= 25
+    assert len(calls) == built_calls
 
 
 def test_bad_config_is_rejected() -> None:

@@ -34,6 +34,9 @@ def test_partition_is_non_iid_and_deterministic(ds) -> None:
     other = build_nslkdd_anomaly(num_clients=9, alpha=0.5, seed=1)
     sizes = [c.x_train.shape[0] for c in ds.clients.values()]
     # Assert
-    assert all(np.array_equal(a.x_train, b.x_train) for a, b in zip(ds.clients.values(), again.clients.values()))
+    assert all(
+        np.array_equal(a.x_train, b.x_train)
+        for a, b in zip(ds.clients.values(), again.clients.values(), strict=False)
+    )
     assert sizes != [c.x_train.shape[0] for c in other.clients.values()]
     assert max(sizes) > 2 * min(sizes)

@@ -22,7 +22,7 @@ def test_overrides_parse_toml_values_and_reject_malformed() -> None:
     # Assert
     assert out == {"federated": {"rounds": 3}, "data": {"source": "nsl-kdd"}, "train": {"hidden": [4, 4]}}
     assert cfg == {"federated": {"rounds": 20}}
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         apply_overrides(cfg, ["rounds"])
 
 
