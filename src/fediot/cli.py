@@ -76,10 +76,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except FediotError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
@@ -161,6 +161,7 @@ def run(
     """Run an experiment and write OUT/results.json, OUT/report.md (and plots)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from fediot.experiments.config import apply_overrides, load_config
     from fediot.experiments.runner import run_experiment
 
     overrides = list(set_ or [])
@@ -168,6 +169,7 @@ def run(
         overrides.append(
             f"data.source={data!r}" if not data.startswith(("'", '"')) else f"data.source={data}"
         )
+    apply_overrides(load_config(experiment), overrides)  # a bad name or override fails before any output
     columns = (
         TextColumn("[bold blue]{task.description}"),
         BarColumn(),

@@ -177,6 +177,16 @@ class SufficientStats:
         return cls(count, mean, m2, arr["min"], arr["max"])
 
 
+CONSTANT_RTOL = 1e-9
+"""A feature whose span (or std) is below ``CONSTANT_RTOL * max(1, |min|, |max|)`` counts as constant and gets
+scale 1: dividing by a rounding-noise span (e.g. 1e-12) would blow benign test rows up to 1e12."""
+
+
+def _negligible(spread: NDArray[np.float64], stats: SufficientStats) -> NDArray[np.bool_]:
+    magnitude = np.maximum(1.0, np.maximum(np.abs(stats.min), np.abs(stats.max)))
+    return np.asarray(~(spread > CONSTANT_RTOL * magnitude))
+
+
 def _check_input(x: ArrayLike, num_features: int) -> NDArray[np.float64]:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != num_features:
@@ -199,7 +209,7 @@ def _arrays_from_dict(d: Mapping[str, Any], kind: str, names: tuple[str, str]) -
 
 @dataclass(frozen=True, slots=True)
 class MinMaxScaler:
-    """``(x - min) / (max - min)`` per feature; a constant feature (max == min) gets scale 1 (shift only).
+    """``(x - min) / (max - min)`` per feature; a constant feature gets scale 1 (shift only).
 
     Rows outside the training range map outside [0, 1] (that is how attacks stand out). Matches
     ``sklearn.preprocessing.MinMaxScaler()`` fitted on the same (pooled) rows.
@@ -229,7 +239,7 @@ class MinMaxScaler:
         if stats.count == 0:
             raise DataError("cannot fit a scaler on zero rows")
         span = stats.max - stats.min
-        return cls(stats.min.copy(), np.where(span > 0, span, 1.0), log)
+        return cls(stats.min.copy(), np.where(_negligible(span, stats), 1.0, span), log)
 
     @classmethod
     def from_array(cls, x: ArrayLike) -> MinMaxScaler:
@@ -269,7 +279,7 @@ class MinMaxScaler:
 class StandardScaler:
     """``(x - mean) / std`` per feature, population std (ddof=0); a constant feature gets scale 1.
 
-    A feature is constant when its max equals its min (exact, unlike testing a float variance against 0).
+    A feature is constant when its std is negligible next to its magnitude (see ``CONSTANT_RTOL``).
     Matches ``sklearn.preprocessing.StandardScaler()`` fitted on the same (pooled) rows.
 
     Attributes
@@ -290,8 +300,7 @@ class StandardScaler:
         if stats.count == 0:
             raise DataError("cannot fit a scaler on zero rows")
         std = np.sqrt(stats.var(ddof=0))
-        constant = (stats.max <= stats.min) | ~(std > 0)
-        return cls(stats.mean.copy(), np.where(constant, 1.0, std), log)
+        return cls(stats.mean.copy(), np.where(_negligible(std, stats), 1.0, std), log)
 
     @classmethod
     def from_array(cls, x: ArrayLike) -> StandardScaler:
