@@ -104,7 +104,8 @@ def _anomaly(
 
 
 def _finish(results: dict[str, Any], per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    mean, std = mean_std(per_seed)
+    # One seed: the run itself (integers stay integers); several: the leaf-wise mean and std.
+    mean, std = (per_seed[0], None) if len(per_seed) == 1 else mean_std(per_seed)
     results["runs"] = mean
     results["runs_std"] = std if len(per_seed) > 1 else None
     results["per_seed"] = per_seed if len(per_seed) > 1 else None
