@@ -33,14 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from fediot.config import FLConfig, fl_config_from_run_config, to_run_config
 from fediot.data.nbaiot import read_nbaiot_csv
-from fediot.federated.strategy import make_strategy
+from fediot.federated.engine import run_fl
 from fediot.flower import deploy
 from fediot.flower.client_app import node_client
-from fediot.flower.server_app import ServerConfig
-from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
-from fediot.models.weights import get_weights, init_module
-from fediot.sim.runtime import run_rounds
+from fediot.flower.server_app import initial_weights
+from fediot.sim.runtime import InProcessTransport
 
 NBAIOT = Path(__file__).resolve().parents[1] / "data" / "nbaiot"
 CONNECTION = "bench"
@@ -52,25 +51,25 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def run_config(num_nodes: int, rounds: int) -> dict[str, Any]:
-    return {
-        "num-server-rounds": rounds,
-        "strategy": "fedavgm",
-        "server-lr": 1.0,
-        "server-momentum": 0.9,
-        "fraction-fit": 1.0,
-        "min-fit-clients": max(1, num_nodes - 1),  # a node starved of CPU may miss a heartbeat
-        "min-available-clients": num_nodes,
-        "seed": 0,
-        "round-timeout": 300.0,
-        "connect-timeout": 300.0,
-        "poll-interval": 0.2,
-        "num-features": 115,
-        "local-epochs": 1,
-        "lr": 0.01,
-        "batch-size": 16,
-        "checkpoint-path": "",
-        "history-path": "",
-    }
+    return to_run_config(
+        FLConfig.from_dict(
+            {
+                "federated": {
+                    "rounds": rounds,
+                    "fraction_fit": 1.0,
+                    "min_fit_clients": max(1, num_nodes - 1),  # a node starved of CPU may miss a heartbeat
+                    "local_epochs": 1,
+                    "server_momentum": 0.9,
+                },
+                "train": {"optimizer": "sgd", "lr": 0.01, "batch_size": 16},
+                "server": {
+                    "min_available_clients": num_nodes,
+                    "round_timeout": 300.0,
+                    "connect_timeout": 300.0,
+                },
+            }
+        )
+    )
 
 
 def write_gateways(folder: Path, num_nodes: int) -> list[Path]:
@@ -86,19 +85,10 @@ def write_gateways(folder: Path, num_nodes: int) -> list[Path]:
 
 
 def in_process(data: list[Path], config: dict[str, Any]) -> float:
-    """Seconds per round of ``run_rounds`` on the same clients and config."""
-    server = ServerConfig.from_run_config(config)
+    """Seconds per round of the in-process transport of the same engine on the same clients and config."""
+    cfg = fl_config_from_run_config(config)
     clients = {p.stem: node_client({"data-path": str(p), "client-id": p.stem}, config) for p in data}
-    initial = get_weights(init_module(Autoencoder(AutoencoderConfig(115)), server.seed))
-    strategy = make_strategy(server.strategy, server_learning_rate=1.0, server_momentum=0.9)
-    result = run_rounds(
-        clients,
-        strategy,
-        initial,
-        num_rounds=server.num_rounds,
-        seed=server.seed,
-        fit_config=lambda _r: dict(server.fit_config),
-    )
+    result = run_fl(InProcessTransport(dict(sorted(clients.items()))), cfg, initial_weights(cfg))
     return statistics.mean(r.seconds for r in result.rounds)
 
 
@@ -122,8 +112,8 @@ def deployed(
     )
     app_config = {
         **config,
-        "history-path": str(root / "history.json"),
-        "poll-interval": setting["poll_interval"],
+        "server.history-path": str(root / "history.json"),
+        "server.poll-interval": setting["poll_interval"],
     }
     deploy.write_app(root / "app", app_config)
     procs: list[subprocess.Popen[bytes]] = []

@@ -5,12 +5,13 @@ Workload: 9 clients x 20 rounds (``--rounds``), the 115-86-58-38-29 autoencoder,
 log1p-compressed, tiled to 2,000 rows per client with small multiplicative jitter (a stand-in for the
 full N-BaIoT data, which is not available offline; the timing does not depend on the values).
 
-Three runtimes on the same FedAvgM workload, in one process, one after another:
+Three transports of the one federation engine (``fediot.federated.engine.run_fl``: federated scaler,
+rounds, federated threshold) on the same FedAvgM configuration, in one process, one after another:
 
-- ``sim sequential``: ``run_rounds`` with the default executor (``client.fit`` one client after another);
-- ``sim batched``: ``run_rounds(..., executor=BatchedAutoencoderExecutor())`` (all selected clients trained
-  at once with stacked parameters; same results, checked below);
-- ``flower``: Flower's ``run_simulation`` (Ray) over the same client and strategy code.
+- ``sim sequential``: the in-process transport with the sequential executor (one client after another);
+- ``sim batched``: the in-process transport with ``BatchedAutoencoderExecutor`` (all selected clients
+  trained at once with stacked parameters; same results, checked below);
+- ``flower``: Flower's ``run_simulation`` (Ray) with fediot's ServerApp and ClientApp over the same clients.
 
 Run: ``python benchmarks/bench_runtimes.py [--rounds 5] [--threads 1] [--skip-flower]``
 
@@ -40,22 +41,35 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
+from fediot.config import FLConfig  # noqa: E402
 from fediot.federated.client import AutoencoderClient, Client  # noqa: E402
-from fediot.federated.strategy import FedAvgM  # noqa: E402
+from fediot.federated.engine import FederationResult, run_fl  # noqa: E402
 from fediot.federated.types import Weights  # noqa: E402
+from fediot.flower.server_app import initial_weights  # noqa: E402
 from fediot.models.autoencoder import Autoencoder, AutoencoderConfig  # noqa: E402
 from fediot.models.train import TrainConfig  # noqa: E402
-from fediot.models.weights import get_weights, init_module  # noqa: E402
 from fediot.sim.batched import BatchedAutoencoderExecutor  # noqa: E402
-from fediot.sim.runtime import Executor, SimResult, run_rounds  # noqa: E402
+from fediot.sim.runtime import Executor, InProcessTransport  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "nbaiot" / "samples" / "benign_traffic.csv.gz"
 NUM_FEATURES = 115
 
 
-class _Identity:
-    def transform(self, x: Any) -> Any:
-        return x
+def make_config(args: argparse.Namespace) -> FLConfig:
+    return FLConfig.from_dict(
+        {
+            "seed": args.seed,
+            "federated": {
+                "rounds": args.rounds,
+                "fraction_fit": 1.0,
+                "min_fit_clients": 1,
+                "local_epochs": 1,
+                "server_momentum": 0.9,
+            },
+            "train": {"optimizer": "sgd", "lr": 0.01},
+            "server": {"min_available_clients": args.clients},
+        }
+    )
 
 
 def make_clients(num_clients: int, rows: int, seed: int) -> dict[str, Client]:
@@ -74,27 +88,15 @@ def make_clients(num_clients: int, rows: int, seed: int) -> dict[str, Client]:
             TrainConfig(epochs=1, batch_size=64, lr=0.01),
             seed=seed,
         )
-        c.set_scaler(_Identity())
         clients[c.client_id] = c
     return clients
 
 
-def initial_weights(seed: int) -> Weights:
-    return get_weights(init_module(Autoencoder(AutoencoderConfig(NUM_FEATURES)), seed))
-
-
-def bench_sim(args: argparse.Namespace, executor: Executor | None = None) -> tuple[float, SimResult]:
+def bench_sim(args: argparse.Namespace, executor: Executor | None = None) -> tuple[float, FederationResult]:
+    cfg = make_config(args)
     clients = make_clients(args.clients, args.rows, args.seed)
     t0 = time.perf_counter()
-    result = run_rounds(
-        clients,
-        FedAvgM(server_learning_rate=1.0, server_momentum=0.9),
-        initial_weights(args.seed),
-        num_rounds=args.rounds,
-        seed=args.seed,
-        fit_config=lambda _r: {"local-epochs": 1},
-        executor=executor,
-    )
+    result = run_fl(InProcessTransport(dict(sorted(clients.items())), executor), cfg, initial_weights(cfg))
     return time.perf_counter() - t0, result
 
 
@@ -102,30 +104,20 @@ def max_diff(a: Weights, b: Weights) -> float:
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
 
 
-def bench_flower(args: argparse.Namespace) -> tuple[float, SimResult]:
+def bench_flower(args: argparse.Namespace) -> tuple[float, FederationResult]:
     from flwr.simulation import run_simulation
 
-    from fediot.flower import ServerConfig, make_client_app, make_server_app
+    from fediot.flower import ServerResult, make_client_app, make_server_app
 
+    cfg = make_config(args)
     clients = make_clients(args.clients, args.rows, args.seed)
     ids = sorted(clients)
-    results: list[SimResult] = []
-    config = ServerConfig(
-        num_rounds=args.rounds,
-        strategy="fedavgm",
-        server_learning_rate=1.0,
-        server_momentum=0.9,
-        min_available_clients=args.clients,
-        seed=args.seed,
-        fit_config={"local-epochs": 1},
-    )
+    results: list[ServerResult] = []
 
     def client_fn(context: Any) -> Client:
         return clients[ids[int(context.node_config["partition-id"])]]
 
-    server = make_server_app(
-        lambda _c: config, lambda _c: initial_weights(args.seed), on_result=results.append
-    )
+    server = make_server_app(lambda _c: cfg, on_result=results.append)
     random.seed(args.seed)
     t0 = time.perf_counter()
     run_simulation(
@@ -137,7 +129,7 @@ def bench_flower(args: argparse.Namespace) -> tuple[float, SimResult]:
             "init_args": {"num_cpus": os.cpu_count() or 1},
         },
     )
-    return time.perf_counter() - t0, results[0]
+    return time.perf_counter() - t0, results[0].federation
 
 
 def main() -> None:

@@ -161,15 +161,14 @@ def run(
     """Run an experiment and write OUT/results.json, OUT/report.md (and plots)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from fediot.experiments.config import apply_overrides, load_config
-    from fediot.experiments.runner import run_experiment
+    from fediot.experiments.runner import load_experiment, run_experiment
 
     overrides = list(set_ or [])
     if data is not None:
         overrides.append(
             f"data.source={data!r}" if not data.startswith(("'", '"')) else f"data.source={data}"
         )
-    apply_overrides(load_config(experiment), overrides)  # a bad name or override fails before any output
+    load_experiment(experiment, overrides)  # a bad name, key or value fails before any output
     columns = (
         TextColumn("[bold blue]{task.description}"),
         BarColumn(),

@@ -22,38 +22,27 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cryptography import x509
+
+from fediot.config import FLConfig, fl_config_from_run_config, to_run_config
+from fediot.flower import deploy
 
 pytestmark = pytest.mark.flower
-
-deploy = pytest.importorskip("fediot.flower.deploy")
-x509 = pytest.importorskip("cryptography.x509")
 
 REPO = Path(__file__).resolve().parents[2]
 NBAIOT = REPO / "data" / "nbaiot"
 CONNECTION = "fediot-test"
 CLIENT_IDS = ("gw1", "gw2", "gw3")
-APP_CONFIG: dict[str, Any] = {  # [tool.flwr.app.config] of the app the loopback tests submit
-    "num-server-rounds": 3,
-    "strategy": "fedavgm",
-    "server-lr": 1.0,
-    "server-momentum": 0.9,
-    "fraction-fit": 1.0,
-    "min-fit-clients": 2,
-    "min-available-clients": 3,
-    "seed": 7,
-    "round-timeout": 120.0,
-    "connect-timeout": 120.0,
-    "poll-interval": 0.2,
-    "num-features": 115,
-    "local-epochs": 2,
-    "lr": 0.01,
-    "batch-size": 16,
-    "checkpoint-path": "",
-    "history-path": "",
-    "scaler": "log-minmax",
-    "detector-path": "",
-    "feature-names": "nbaiot",
-}
+APP_CONFIG: dict[str, Any] = to_run_config(  # [tool.flwr.app.config] of the app the loopback tests submit
+    FLConfig.from_dict(
+        {
+            "seed": 7,
+            "federated": {"rounds": 3, "fraction_fit": 1.0, "min_fit_clients": 2, "local_epochs": 2},
+            "train": {"batch_size": 16},
+            "server": {"min_available_clients": 3, "round_timeout": 120.0, "connect_timeout": 120.0},
+        }
+    )
+)
 
 
 def test_generated_chain_verifies_and_node_keys_load_like_flower(tmp_path: Path) -> None:
@@ -95,7 +84,9 @@ def test_connection_and_app_files_are_what_the_flower_cli_reads(
     # Execute
     deploy.write_connection(tmp_path, "lab", address="127.0.0.1:9093", root_cert=tmp_path / "ca.crt")
     app = deploy.write_app(tmp_path / "app", APP_CONFIG)
-    run_config = deploy.format_config({"history-path": "/tmp/h.json", "resume": True, "server-lr": 0.5})
+    run_config = deploy.format_config(
+        {"server.history-path": "/tmp/h.json", "server.resume": True, "federated.server-learning-rate": 0.5}
+    )
     # Assert: the Flower CLI's own readers accept both files and parse our --run-config string
     monkeypatch.setenv("FLWR_HOME", str(tmp_path))
     connection = read_superlink_connection(None)
@@ -104,11 +95,11 @@ def test_connection_and_app_files_are_what_the_flower_cli_reads(
     assert connection.root_certificates == str((tmp_path / "ca.crt").resolve())
     assert "local" in (tmp_path / "config.toml").read_text()  # other connections are kept
     config, _warnings = load_and_validate(app)
-    assert config["tool"]["flwr"]["app"]["config"]["num-server-rounds"] == 3
+    assert config["tool"]["flwr"]["app"]["config"]["federated.rounds"] == 3
     assert parse_config_args([run_config]) == {
-        "history-path": "/tmp/h.json",
-        "resume": True,
-        "server-lr": 0.5,
+        "server.history-path": "/tmp/h.json",
+        "server.resume": True,
+        "federated.server-learning-rate": 0.5,
     }
 
 
@@ -294,61 +285,33 @@ def _read_history(path: Path) -> dict[str, Any]:
 
 
 def _in_process_run(fed: Federation, run_config: dict[str, Any]) -> tuple[Any, Any]:
-    """The same configuration in process: the clients the ClientApp builds, ``_run_federated``'s steps.
+    """The same configuration in process: the clients the ClientApp builds, the same engine.
 
-    Federated scaler from the clients' ``feature_stats`` (merged in client-id order), ``run_rounds``,
-    federated threshold from their ``error_stats``; returns the run's result and the assembled detector.
+    Returns the engine's result and the detector the ServerApp would assemble from it.
     """
-    from fediot.data.scaling import make_scaler
     from fediot.detect.detector import AnomalyDetector
-    from fediot.detect.threshold import threshold_from_stats
-    from fediot.federated.strategy import make_strategy
+    from fediot.federated.engine import run_fl
     from fediot.flower.client_app import node_client
-    from fediot.flower.server_app import ServerConfig
-    from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
-    from fediot.models.weights import get_weights, init_module
-    from fediot.sim.runtime import run_rounds
+    from fediot.flower.server_app import feature_names, initial_weights
+    from fediot.models.autoencoder import AutoencoderConfig
+    from fediot.sim.runtime import InProcessTransport
 
-    config = ServerConfig.from_run_config(run_config)
-    assert config.scaler is not None
+    cfg = fl_config_from_run_config(run_config)
     clients = {
         cid: node_client({"data-path": str(fed.data[cid]), "client-id": cid}, run_config)
-        for cid in CLIENT_IDS
+        for cid in sorted(CLIENT_IDS)
     }
-    stats = [clients[cid].feature_stats(config.scaler) for cid in sorted(clients)]
-    merged = stats[0]
-    for s in stats[1:]:
-        merged = merged.merge(s)
-    scaler = make_scaler(config.scaler, merged)
-    for c in clients.values():
-        c.set_scaler(scaler)
-    initial = get_weights(init_module(Autoencoder(AutoencoderConfig(115)), config.seed))
-    sim = run_rounds(
-        dict(clients),
-        make_strategy(
-            config.strategy,
-            server_learning_rate=config.server_learning_rate,
-            server_momentum=config.server_momentum,
-        ),
-        initial,
-        num_rounds=config.num_rounds,
-        fraction_fit=config.fraction_fit,
-        min_fit_clients=config.min_fit_clients,
-        seed=config.seed,
-        fit_config=lambda _r: dict(config.fit_config),
-    )
-    errors = [clients[cid].error_stats(sim.weights) for cid in sorted(clients)]
-    merged_errors = errors[0]
-    for s in errors[1:]:
-        merged_errors = merged_errors.merge(s)
+    result = run_fl(InProcessTransport(dict(clients)), cfg, initial_weights(cfg))
+    assert result.scaler is not None
+    assert result.threshold is not None
     detector = AnomalyDetector.from_parts(
-        sim.weights,
-        scaler,
-        threshold_from_stats(merged_errors, k=config.threshold_k),
+        result.weights,
+        result.scaler,
+        result.threshold,
         config=AutoencoderConfig(115),
-        feature_names=config.feature_names,
+        feature_names=feature_names(cfg.server.feature_names),
     )
-    return sim, detector
+    return result, detector
 
 
 @pytest.mark.slow
@@ -360,12 +323,12 @@ def test_deployed_fedavgm_run_saves_the_in_process_detector(federation: Federati
 
     federation.ensure_supernodes()
     out = federation.root / "results" / "full"
-    keys = ("checkpoint-path", "history-path", "detector-path")
+    keys = ("server.checkpoint-path", "server.history-path", "server.detector-path")
     run_config = {
         **APP_CONFIG,
-        "checkpoint-path": str(out / "model.npz"),
-        "history-path": str(out / "history.json"),
-        "detector-path": str(out / "detector.pt"),
+        "server.checkpoint-path": str(out / "model.npz"),
+        "server.history-path": str(out / "history.json"),
+        "server.detector-path": str(out / "detector.pt"),
     }
     # Execute: federated log-minmax scaler, 3 rounds of FedAvgM over TLS with 3 authenticated SuperNodes,
     # federated threshold, detector saved by the ServerApp; then the same in process
@@ -373,7 +336,7 @@ def test_deployed_fedavgm_run_saves_the_in_process_detector(federation: Federati
     sim, reference = _in_process_run(federation, run_config)
     # Assert: the saved detector is the in-process one (scaler exact; weights within 1e-5 absolute;
     # threshold and anomaly scores within 1e-4 relative), and it detects
-    saved = load_checkpoint(out / "model.npz")
+    saved, _ = load_checkpoint(out / "model.npz")
     rounds = _read_history(out / "history.json")["rounds"]
     assert saved.server_round == 3
     assert saved.strategy == "fedavgm"
@@ -426,11 +389,10 @@ def test_run_completes_when_a_supernode_is_killed_mid_run(federation: Federation
     federation.ensure_supernodes()
     history = federation.root / "results" / "kill" / "history.json"
     checkpoint = federation.root / "results" / "kill" / "model.npz"
-    run_config = {  # weights only: no federated scaler/threshold queries to wait on after the kill
-        "history-path": str(history),
-        "checkpoint-path": str(checkpoint),
-        "round-timeout": 90.0,
-        "scaler": "",
+    run_config = {
+        "server.history-path": str(history),
+        "server.checkpoint-path": str(checkpoint),
+        "server.round-timeout": 90.0,
     }
     victim = next(
         p for n, p in federation.procs.items() if n.startswith("supernode-gw3#") and p.poll() is None

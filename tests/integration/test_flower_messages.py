@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,38 +11,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from flwr import serverapp as flwr_serverapp
+from flwr import simulation
 from numpy.typing import NDArray
 
+from fediot import flower
+from fediot.config import FLConfig
+from fediot.detect.detector import AnomalyDetector
+from fediot.errors import DataError
 from fediot.federated.client import AutoencoderClient, Client
 from fediot.federated.types import Weights
+from fediot.flower.server_app import ServerResult, initial_weights
 from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
 from fediot.models.train import TrainConfig
-from fediot.models.weights import get_weights, init_module
-from fediot.sim.runtime import SimResult
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow]
-
-flower = pytest.importorskip("fediot.flower")
-simulation = pytest.importorskip("flwr.simulation")
-flwr_app = pytest.importorskip("flwr.app")
-flwr_serverapp = pytest.importorskip("flwr.serverapp")
-flower_detector = pytest.importorskip("fediot.detect.detector")
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "nbaiot" / "samples"
 NUM_CLIENTS = 3
 NUM_FEATURES = 115
 
 
-class _Identity:
-    def transform(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        return x
-
-
 def _rows() -> NDArray[np.float32]:
-    """Real N-BaIoT benign rows (the shipped sample), log1p-compressed so the autoencoder trains stably."""
+    """Real N-BaIoT benign rows (the shipped sample), raw: the federated scaler is fitted by the server."""
     frame = pd.read_csv(SAMPLES / "benign_traffic.csv.gz")
-    x = frame.select_dtypes("number").to_numpy(np.float64)[:, :NUM_FEATURES]
-    return np.log1p(np.abs(x)).astype(np.float32)
+    return frame.select_dtypes("number").to_numpy(np.float32)[:, :NUM_FEATURES]
 
 
 def _clients() -> dict[str, Client]:
@@ -58,13 +52,29 @@ def _clients() -> dict[str, Client]:
             TrainConfig(epochs=1, batch_size=32, lr=0.01),
             seed=0,
         )
-        c.set_scaler(_Identity())
         out[c.client_id] = c
     return out
 
 
+def _cfg(rounds: int, **server: Any) -> FLConfig:
+    return FLConfig.from_dict(
+        {
+            "seed": 4,
+            "federated": {
+                "rounds": rounds,
+                "fraction_fit": 0.5,
+                "min_fit_clients": 1,
+                "local_epochs": 1,
+                "server_momentum": 0.7,
+                "server_learning_rate": 0.8,
+            },
+            "server": {"min_available_clients": NUM_CLIENTS, **server},
+        }
+    )
+
+
 def _initial() -> Weights:
-    return get_weights(init_module(Autoencoder(AutoencoderConfig(NUM_FEATURES)), 0))
+    return initial_weights(_cfg(1))
 
 
 class _RecordingGrid(flwr_serverapp.Grid):  # type: ignore[misc]
@@ -122,27 +132,22 @@ def _simulate(main: Any) -> None:
 def test_server_receives_only_weights_statistics_counts_and_scalars(tmp_path: Path) -> None:
     # Prepare: a detector run (federated scaler, 2 rounds, federated threshold, saved detector)
     captured: list[_RecordingGrid] = []
-    results: list[Any] = []
+    results: list[ServerResult] = []
     weight_shapes = {w.shape for w in _initial()}
     detector = tmp_path / "detector.pt"
+    cfg = _cfg(2, detector_path=str(detector))
 
     def main(grid: Any, context: Any) -> None:
         rec = _RecordingGrid(grid)
         captured.append(rec)
-        config = flower.ServerConfig(
-            num_rounds=2,
-            strategy="fedavgm",
-            min_available_clients=NUM_CLIENTS,
-            scaler="log-minmax",
-            detector_path=str(detector),
-        )
-        results.append(flower.run_server(rec, config, _initial()))
+        results.append(flower.run_server(rec, cfg, _initial()))
 
     # Execute
     _simulate(main)
     # Assert
     (rec,) = captured
-    assert len(rec.replies) == NUM_CLIENTS * (1 + 1 + 2 + 1)  # identify, feature_stats, 2 rounds, error_stats
+    trained = sum(len(r.selected) for r in results[0].rounds)
+    assert len(rec.replies) == NUM_CLIENTS * 3 + trained  # identify, feature_stats, rounds, error_stats
     kinds = {r.metadata.message_type for r in rec.replies}
     assert kinds == {"query.identify", "train", "query.feature_stats", "query.error_stats"}
     for reply in rec.replies:
@@ -161,7 +166,7 @@ def test_server_receives_only_weights_statistics_counts_and_scalars(tmp_path: Pa
             assert all(isinstance(v, bool | int | float | str) for v in record.values())
             assert all(not isinstance(v, str) or len(v) < 64 for v in record.values())
     stats = [r for r in rec.replies if r.metadata.message_type == "query.feature_stats"]
-    assert sum(int(r.content["metrics"]["num-examples"]) for r in stats) == sum(
+    assert sum(int(r.content["summary-meta"]["count"]) for r in stats) == sum(
         c.num_train  # type: ignore[attr-defined]
         for c in _clients().values()
     )
@@ -171,43 +176,56 @@ def test_server_receives_only_weights_statistics_counts_and_scalars(tmp_path: Pa
     assert result.threshold is not None
     assert np.isfinite(result.threshold)
     assert result.threshold > 0
-    assert flower_detector.AnomalyDetector.load(detector).threshold_ == result.threshold
+    assert AnomalyDetector.load(detector).threshold_ == result.threshold
 
 
-def test_two_rounds_then_resume_equals_four_rounds_straight(tmp_path: Path) -> None:
+def test_two_rounds_then_resume_equals_four_rounds_straight_scaler_and_threshold_included(
+    tmp_path: Path,
+) -> None:
     # Prepare
-    results: list[SimResult] = []
+    results: list[ServerResult] = []
     ckpt = tmp_path / "ckpt.npz"
+    history = tmp_path / "history.json"
 
-    def runner(num_rounds: int, checkpoint: Path | None, resume: bool) -> Any:
+    def runner(cfg: FLConfig) -> Any:
         def main(grid: Any, context: Any) -> None:
-            config = flower.ServerConfig(
-                num_rounds=num_rounds,
-                strategy="fedavgm",
-                server_momentum=0.7,
-                server_learning_rate=0.8,
-                fraction_fit=0.5,
-                min_available_clients=NUM_CLIENTS,
-                seed=4,
-                checkpoint_path=None if checkpoint is None else str(checkpoint),
-                resume=resume,
-            )
-            results.append(flower.run_server(grid, config, _initial()))
+            results.append(flower.run_server(grid, cfg, _initial()))
 
         return main
 
     # Execute
-    _simulate(runner(4, None, False))
-    _simulate(runner(2, ckpt, False))
-    saved = flower.load_checkpoint(ckpt)
-    _simulate(runner(4, ckpt, True))
+    _simulate(runner(_cfg(4)))
+    _simulate(runner(_cfg(2, checkpoint_path=str(ckpt), history_path=str(history))))
+    saved, _ = flower.load_checkpoint(ckpt)
+    _simulate(runner(_cfg(4, checkpoint_path=str(ckpt), history_path=str(history), resume=True)))
     # Assert
-    straight, first, second = results
+    straight, _first, resumed = results
     assert saved.server_round == 2
     assert saved.strategy == "fedavgm"
     assert saved.strategy_state["momentum"] is not None
-    assert [r.server_round for r in second.rounds] == [3, 4]
-    assert [r.selected for r in first.rounds + second.rounds] == [r.selected for r in straight.rounds]
-    for a, b in zip(second.weights, straight.weights, strict=True):
+    assert saved.scaler is not None
+    assert [r.server_round for r in resumed.rounds] == [1, 2, 3, 4]
+    assert [r.selected for r in resumed.rounds] == [r.selected for r in straight.rounds]
+    for a, b in zip(resumed.weights, straight.weights, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert flower.load_checkpoint(ckpt).server_round == 4
+    assert resumed.scaler is not None
+    assert straight.scaler is not None
+    for key, value in straight.scaler.to_dict().items():
+        np.testing.assert_array_equal(resumed.scaler.to_dict()[key], value)
+    assert resumed.threshold == straight.threshold
+    assert flower.load_checkpoint(ckpt)[0].server_round == 4
+    rounds = json.loads(history.read_text())["rounds"]
+    assert [r["server_round"] for r in rounds] == [1, 2, 3, 4]  # the resumed run appended
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    cfg = _cfg(2, checkpoint_path=str(tmp_path / "missing.npz"), resume=True)
+    with pytest.raises(DataError, match="no checkpoint to resume from"):
+        flower.run_server(_NoGrid(), cfg, _initial())
+
+
+class _NoGrid:
+    """Fails if the server talks to it: a refused resume must stop before any message."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the server used the grid ({name}) before refusing")

@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from fediot.config import (
+    DetectConfig,
+    FederatedConfig,
+    FLConfig,
+    TrainingConfig,
+    flatten_config,
+    parse_section,
+)
 from fediot.data.anomaly import AnomalyDataset
-from fediot.data.scaling import SCALER_KINDS, Scaler, SufficientStats, make_scaler, scaler_inputs
+from fediot.data.scaling import Scaler, SufficientStats, make_scaler, scaler_inputs
 from fediot.detect.evaluate import ClientEvaluation, evaluate_scores, summarize_evaluations
-from fediot.detect.threshold import threshold_from_errors, threshold_from_stats
+from fediot.detect.threshold import ThresholdRule, fit_threshold
 from fediot.errors import ConfigError
 from fediot.experiments.progress import NullProgress, Progress
 from fediot.federated.client import AutoencoderClient, Client
-from fediot.federated.strategy import make_strategy
+from fediot.federated.engine import run_fl
+from fediot.federated.settings import init_seed, local_train_config, threshold_rule
 from fediot.federated.types import Weights
 from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
 from fediot.models.train import TrainConfig, reconstruction_errors, train_autoencoder
 from fediot.models.weights import get_weights, init_module, set_weights
 from fediot.sim.batched import BatchedAutoencoderExecutor
-from fediot.sim.runtime import run_rounds
+from fediot.sim.runtime import InProcessTransport
 
 __all__ = ["AnomalyConfig", "VariantSpec", "run_variant"]
 
@@ -32,7 +41,7 @@ VariantKind = Literal["federated", "centralized", "local", "local-cross"]
 
 @dataclass(frozen=True, slots=True)
 class VariantSpec:
-    """One compared method.
+    """One compared method (a ``[[variants]]`` table).
 
     Parameters
     ----------
@@ -40,57 +49,57 @@ class VariantSpec:
         Label in results (e.g. ``MRN``: FedAvgM with retraining, the seed README's code).
     kind : {"federated", "centralized", "local", "local-cross"}
         ``local-cross`` = the local-only models evaluated on the *other* clients' test data.
-    strategy : str
-        ``fedavg`` or ``fedavgm`` (federated only).
-    retrain_every : int
-        Retraining period in rounds (0 = none).
+    strategy : {"fedavg", "fedavgm"} or None
+        Federated only: overrides ``federated.strategy``.
+    retrain_every : int or None
+        Federated only: overrides ``federated.retrain_every`` (0 = no retraining).
     """
 
     name: str
     kind: VariantKind = "federated"
-    strategy: str = "fedavgm"
-    retrain_every: int = 0
+    strategy: Literal["fedavg", "fedavgm"] | None = None
+    retrain_every: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("federated", "centralized", "local", "local-cross"):
-            raise ConfigError(f"variant {self.name!r}: unknown kind {self.kind!r}")
-        if self.kind == "federated" and self.strategy not in ("fedavg", "fedavgm"):
-            raise ConfigError(f"variant {self.name!r}: unknown strategy {self.strategy!r}")
+        if self.retrain_every is not None and self.retrain_every < 0:
+            raise ConfigError(f"variant {self.name!r}: retrain_every must be >= 0, got {self.retrain_every}")
+
+
+_SECTIONS = ("federated", "train", "detect")
 
 
 @dataclass(frozen=True, slots=True)
 class AnomalyConfig:
-    """Shared settings of the anomaly experiments (``[federated]``, ``[train]``, ``[detect]`` sections)."""
+    """An anomaly experiment: its variants and the shared ``[federated]``, ``[train]``, ``[detect]`` sections.
+
+    The sections are the :class:`fediot.config.FLConfig` schema that Flower deployments read too
+    (``server`` is not used in process).
+    """
 
     variants: tuple[VariantSpec, ...]
-    rounds: int = 20
-    fraction_fit: float = 0.5
-    min_fit_clients: int = 2
-    local_epochs: int = 1
-    server_learning_rate: float = 1.0
-    server_momentum: float = 0.9
-    retrain_fraction: float = 0.5
-    optimizer: Literal["sgd", "adam"] = "adam"
-    lr: float = 1e-3
-    batch_size: int = 64
-    ratios: tuple[float, ...] = (0.75, 0.5, 0.33, 0.25)
-    scaler: str = "log-minmax"
-    threshold_k: float = 1.0
-    window: int = 1
-    local_thresholds: bool = True
-    centralized_epochs: int | None = None
-    executor: Literal["batched", "sequential"] = "batched"
-    extra: dict[str, Any] = field(default_factory=dict)
+    fl: FLConfig = field(default_factory=FLConfig)
 
     def __post_init__(self) -> None:
         if not self.variants:
-            raise ConfigError("an anomaly experiment needs at least one variant")
-        if self.rounds < 1:
-            raise ConfigError(f"federated.rounds must be >= 1, got {self.rounds}")
-        if self.window < 1:
-            raise ConfigError(f"detect.window must be >= 1, got {self.window}")
-        if self.scaler not in SCALER_KINDS:
-            raise ConfigError(f"train.scaler must be one of {', '.join(SCALER_KINDS)}, got {self.scaler!r}")
+            raise ConfigError("an anomaly experiment needs at least one [[variants]] table")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"variant names must be unique, got {names}")
+
+    @property
+    def federated(self) -> FederatedConfig:
+        """The ``[federated]`` section."""
+        return self.fl.federated
+
+    @property
+    def train(self) -> TrainingConfig:
+        """The ``[train]`` section."""
+        return self.fl.train
+
+    @property
+    def detect(self) -> DetectConfig:
+        """The ``[detect]`` section."""
+        return self.fl.detect
 
     @property
     def epochs_equivalent(self) -> int:
@@ -98,57 +107,45 @@ class AnomalyConfig:
 
         That is the number of passes over its data that a client selected in every round makes.
         """
-        return self.centralized_epochs or self.rounds * self.local_epochs
+        return self.train.centralized_epochs or self.federated.rounds * self.federated.local_epochs
+
+    @property
+    def threshold_rule(self) -> ThresholdRule:
+        """The ``[detect]`` threshold rule."""
+        return threshold_rule(self.detect)
+
+    def variant_config(self, spec: VariantSpec) -> FLConfig:
+        """Return a federated variant's FL configuration: the sections with the variant's overrides."""
+        fed = self.federated
+        if spec.strategy is not None:
+            fed = replace(fed, strategy=spec.strategy)
+        if spec.retrain_every is not None:
+            fed = replace(fed, retrain_every=spec.retrain_every)
+        return replace(self.fl, federated=fed)
 
     @classmethod
-    def from_dict(cls, cfg: dict[str, Any]) -> AnomalyConfig:
-        """Build from the nested TOML dict."""
-        fed, train, det = cfg.get("federated", {}), cfg.get("train", {}), cfg.get("detect", {})
+    def from_dict(cls, cfg: Mapping[str, Any], *, seed: int = 0) -> AnomalyConfig:
+        """Build from the nested TOML dict; unknown keys, wrong types and bad values raise ConfigError."""
+        raw = cfg.get("variants", [])
+        if not isinstance(raw, list):
+            raise ConfigError("variants must be an array of tables ([[variants]])")
         variants = tuple(
-            VariantSpec(
-                name=str(v["name"]),
-                kind=v.get("kind", "federated"),
-                strategy=str(v.get("strategy", "fedavgm")),
-                retrain_every=int(v.get("retrain_every", 0)),
-            )
-            for v in cfg.get("variants", [])
+            parse_section(VariantSpec, v, f"variants[{i}]") for i, v in enumerate(raw)
         )
-        try:
-            return cls(
-                variants=variants,
-                rounds=int(fed.get("rounds", 20)),
-                fraction_fit=float(fed.get("fraction_fit", 0.5)),
-                min_fit_clients=int(fed.get("min_fit_clients", 2)),
-                local_epochs=int(fed.get("local_epochs", 1)),
-                server_learning_rate=float(fed.get("server_learning_rate", 1.0)),
-                server_momentum=float(fed.get("server_momentum", 0.9)),
-                retrain_fraction=float(fed.get("retrain_fraction", 0.5)),
-                optimizer="sgd" if str(train.get("optimizer", "adam")) == "sgd" else "adam",
-                lr=float(train.get("lr", 1e-3)),
-                batch_size=int(train.get("batch_size", 64)),
-                ratios=tuple(float(r) for r in train.get("ratios", (0.75, 0.5, 0.33, 0.25))),
-                scaler=str(train.get("scaler", "log-minmax")),
-                threshold_k=float(det.get("threshold_k", 1.0)),
-                window=int(det.get("window", 1)),
-                local_thresholds=bool(det.get("local_thresholds", True)),
-                executor="sequential" if str(fed.get("executor", "batched")) == "sequential" else "batched",
-                centralized_epochs=(
-                    int(train["centralized_epochs"]) if "centralized_epochs" in train else None
-                ),
-            )
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ConfigError(f"anomaly experiment config: {exc}") from None
+        fl = FLConfig.from_dict({"seed": seed, **{k: cfg[k] for k in _SECTIONS if k in cfg}})
+        return cls(variants=variants, fl=fl)
+
+    def to_results(self) -> dict[str, Any]:
+        """Return the configuration as results record it: every section field (names are unique), variants."""
+        flat: dict[str, Any] = {}
+        for section in _SECTIONS:
+            flat.update(flatten_config(getattr(self.fl, section)))
+        flat["variants"] = [flatten_config(v) for v in self.variants]
+        return flat
 
     def train_config(self, epochs: int) -> TrainConfig:
         """Local training settings for ``epochs`` passes."""
-        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer)
-
-
-def _merge(stats: list[SufficientStats]) -> SufficientStats:
-    out = stats[0]
-    for s in stats[1:]:
-        out = out.merge(s)
-    return out
+        return local_train_config(self.train, epochs)
 
 
 def _score(module: Autoencoder, scaler: Scaler, x: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -176,12 +173,12 @@ def _evaluate_clients(
 
 
 def _new_model(ds: AnomalyDataset, cfg: AnomalyConfig) -> Callable[[], Autoencoder]:
-    ae = AutoencoderConfig(num_features=len(ds.feature_names), ratios=cfg.ratios)
+    ae = AutoencoderConfig(num_features=len(ds.feature_names), ratios=cfg.train.ratios)
     return lambda: Autoencoder(ae)
 
 
 def _window(ds: AnomalyDataset, cfg: AnomalyConfig) -> int:
-    return cfg.window if ds.time_ordered else 1
+    return cfg.detect.window if ds.time_ordered else 1
 
 
 def run_variant(
@@ -200,8 +197,7 @@ def run_variant(
     """
     progress = progress or NullProgress()
     factory = _new_model(ds, cfg)
-    init_seed = int(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
-    initial = get_weights(init_module(factory(), init_seed))
+    initial = get_weights(init_module(factory(), init_seed(seed)))
     t0 = time.perf_counter()
     if spec.kind == "federated":
         res = _run_federated(ds, spec, cfg, factory, initial, seed, progress)
@@ -210,7 +206,7 @@ def run_variant(
     else:
         res = _run_local(ds, spec, cfg, factory, initial, seed, progress, {} if cache is None else cache)
     res["wall_seconds"] = time.perf_counter() - t0
-    res["window_applied"] = cfg.window > 1 and ds.time_ordered
+    res["window_applied"] = cfg.detect.window > 1 and ds.time_ordered
     return res
 
 
@@ -234,8 +230,9 @@ def _run_federated(
     seed: int,
     progress: Progress,
 ) -> dict[str, Any]:
-    tc = cfg.train_config(cfg.local_epochs)
-    clients = {
+    fl = replace(cfg.variant_config(spec), seed=seed)
+    tc = cfg.train_config(fl.federated.local_epochs)
+    clients: dict[str, Client] = {
         cid: AutoencoderClient(
             cid,
             factory,
@@ -243,52 +240,38 @@ def _run_federated(
             split.x_opt,
             tc,
             seed=seed,
-            retrain_every=spec.retrain_every,
-            retrain_fraction=cfg.retrain_fraction,
+            retrain_every=fl.federated.retrain_every,
+            retrain_fraction=fl.federated.retrain_fraction,
         )
         for cid, split in ds.clients.items()
     }
-    # 1. Federated scaler: every client sends per-feature sufficient statistics of its benign train rows.
-    scaler = make_scaler(cfg.scaler, _merge([c.feature_stats(cfg.scaler) for c in clients.values()]))
-    for c in clients.values():
-        c.set_scaler(scaler)
-    # 2. Rounds over a seeded random subset of clients.
-    strategy = make_strategy(
-        spec.strategy, server_learning_rate=cfg.server_learning_rate, server_momentum=cfg.server_momentum
-    )
-    progress.task(f"{spec.name}: {cfg.rounds} rounds", cfg.rounds)
-    as_clients: dict[str, Client] = dict(clients)
-    result = run_rounds(
-        as_clients,
-        strategy,
+    # The engine: federated scaler, rounds over a seeded random subset of clients, federated threshold
+    # from the clients' error statistics on their opt rows (never the rows or the errors themselves).
+    progress.task(f"{spec.name}: {fl.federated.rounds} rounds", fl.federated.rounds)
+    executor = BatchedAutoencoderExecutor() if fl.federated.executor == "batched" else None
+    result = run_fl(
+        InProcessTransport(clients, executor),
+        fl,
         initial,
-        num_rounds=cfg.rounds,
-        fraction_fit=cfg.fraction_fit,
-        min_fit_clients=min(cfg.min_fit_clients, len(clients)),
-        seed=seed,
-        fit_config=lambda r: {"local-epochs": cfg.local_epochs},
+        min_fit_clients=min(fl.federated.min_fit_clients, len(clients)),
         on_round=lambda rec: progress.advance(info=f"loss {rec.train_loss:.5f}"),
-        executor=BatchedAutoencoderExecutor() if cfg.executor == "batched" else None,
     )
-    # 3. Federated threshold from the clients' error statistics on their opt rows (never the errors).
-    error_stats = {cid: c.error_stats(result.weights) for cid, c in clients.items()}
-    merged = error_stats[next(iter(error_stats))]
-    for cid in list(error_stats)[1:]:
-        merged = merged.merge(error_stats[cid])
-    threshold = threshold_from_stats(merged, k=cfg.threshold_k)
-    local = {cid: threshold_from_stats(s, k=cfg.threshold_k) for cid, s in error_stats.items()}
-    # 4. Each client scores its own test rows and reports confusion counts.
+    assert result.scaler is not None  # run_fl always fits a scaler and a threshold
+    assert result.threshold is not None
+    scaler, threshold, local = result.scaler, result.threshold, result.local_thresholds
+    # Each client scores its own test rows and reports confusion counts.
     module = factory()
     set_weights(module, result.weights)
 
     def score(cid: str, x: NDArray[np.float32]) -> NDArray[np.float64]:
         return _score(module, scaler, x)
 
-    per_test = _evaluate_clients(ds, score, lambda cid: threshold, _window(ds, cfg))
+    window = _window(ds, cfg)
+    per_test = _evaluate_clients(ds, score, lambda cid: threshold, window)
     res = _headline(per_test, ds.primary_test)
     res["threshold"] = threshold
-    if cfg.local_thresholds:
-        local_eval = _evaluate_clients(ds, score, lambda cid: local[cid], _window(ds, cfg))[ds.primary_test]
+    if cfg.detect.local_thresholds:
+        local_eval = _evaluate_clients(ds, score, lambda cid: local[cid], window)[ds.primary_test]
         res["local_threshold"] = {k: local_eval[k] for k in ("macro", "pooled") if k in local_eval}
         if "window" in local_eval:
             res["local_threshold"]["window"] = {
@@ -296,11 +279,12 @@ def _run_federated(
             }
     res["round_train_loss"] = [r.train_loss for r in result.rounds]
     res["round_clients"] = [r.selected for r in result.rounds]
+    res["round_failures"] = [r.failures for r in result.rounds]
     res["bytes_sent"] = result.bytes_sent
     res["bytes_received"] = result.bytes_received
-    res["retrained_rounds"] = (
-        [r for r in range(1, cfg.rounds + 1) if r % spec.retrain_every == 0] if spec.retrain_every else []
-    )
+    every = fl.federated.retrain_every
+    rounds = range(1, fl.federated.rounds + 1)
+    res["retrained_rounds"] = [r for r in rounds if r % every == 0] if every else []
     res["scores_sample"] = _score_sample(ds, score, threshold)
     return res
 
@@ -396,11 +380,12 @@ def _fit_one(
     Returns ``(module, scaler, threshold, final training loss)``; the threshold falls back to the training
     rows when there are no opt rows.
     """
-    scaler = make_scaler(cfg.scaler, SufficientStats.from_array(scaler_inputs(cfg.scaler, x_train)))
+    kind = cfg.train.scaler
+    scaler = make_scaler(kind, SufficientStats.from_array(scaler_inputs(kind, x_train)))
     module = factory()
     set_weights(module, initial)
     loss = train_autoencoder(
         module, scaler.transform(x_train), cfg.train_config(cfg.epochs_equivalent), seed=seed
     )
     errors = _score(module, scaler, x_opt if x_opt.shape[0] else x_train)
-    return module, scaler, threshold_from_errors(errors, k=cfg.threshold_k), loss
+    return module, scaler, fit_threshold(errors, cfg.threshold_rule), loss

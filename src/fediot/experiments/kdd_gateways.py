@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from fediot.config import parse_sections
 from fediot.data.kdd import kdd_attack_category, read_kdd99
 from fediot.data.partition import partition_contiguous
 from fediot.data.scaling import MinMaxScaler, SufficientStats
@@ -37,11 +38,11 @@ class KddGatewaysConfig:
     num_gateways: int = 2
     test_fraction: float = 0.4
     hidden: tuple[int, ...] = (8, 8)
-    optimizer: str = "sgd"
+    optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = 0.01
     epochs: int = 20
     batch_size: int = 32
-    strategy: str = "fedavg"
+    strategy: Literal["fedavg", "fedavgm"] = "fedavg"
     rounds: int = 20
     local_epochs: int = 1
     fraction_fit: float = 1.0
@@ -60,28 +61,18 @@ class KddGatewaysConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> KddGatewaysConfig:
-        """Build from the nested TOML dict (sections data, model, train, federated, evaluate)."""
-        data, model, train = cfg.get("data", {}), cfg.get("model", {}), cfg.get("train", {})
-        fed, ev = cfg.get("federated", {}), cfg.get("evaluate", {})
-        try:
-            return cls(
-                nrows=int(data.get("nrows", 100_000)),
-                num_gateways=int(data.get("num_gateways", 2)),
-                test_fraction=float(data.get("test_fraction", 0.4)),
-                hidden=tuple(int(h) for h in model.get("hidden", (8, 8))),
-                optimizer=str(train.get("optimizer", "sgd")),
-                lr=float(train.get("lr", 0.01)),
-                epochs=int(train.get("epochs", 20)),
-                batch_size=int(train.get("batch_size", 32)),
-                strategy=str(fed.get("strategy", "fedavg")),
-                rounds=int(fed.get("rounds", 20)),
-                local_epochs=int(fed.get("local_epochs", 1)),
-                fraction_fit=float(fed.get("fraction_fit", 1.0)),
-                min_fit_clients=int(fed.get("min_fit_clients", 2)),
-                corrected=bool(ev.get("corrected", True)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"kdd-gateways config: {exc}") from None
+        """Build from the nested TOML dict (sections data, model, train, federated, evaluate), strictly."""
+        return parse_sections(
+            cls,
+            cfg,
+            {
+                "data": ("nrows", "num_gateways", "test_fraction"),
+                "model": ("hidden",),
+                "train": ("optimizer", "lr", "epochs", "batch_size"),
+                "federated": ("strategy", "rounds", "local_epochs", "fraction_fit", "min_fit_clients"),
+                "evaluate": ("corrected",),
+            },
+        )
 
 
 @dataclass(frozen=True, slots=True)

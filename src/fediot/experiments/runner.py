@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from fediot import __version__
+from fediot.config import check_keys, flatten_config, parse_section
 from fediot.errors import ConfigError
 from fediot.experiments.config import apply_overrides, load_config
 from fediot.experiments.progress import NullProgress, Progress
 from fediot.experiments.summary import mean_std
 from fediot.report.io import write_json, write_text
 
-__all__ = ["ExperimentOutput", "run_experiment"]
+__all__ = ["ExperimentOutput", "load_experiment", "run_experiment"]
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,16 @@ def _kdd_gateways(
 def _anomaly(
     cfg: dict[str, Any], seeds: list[int], progress: Progress
 ) -> tuple[dict[str, Any], Render]:
-    from fediot.experiments.anomaly import AnomalyConfig, run_variant
+    from fediot.experiments.anomaly import run_variant
     from fediot.experiments.datasets import load_anomaly_dataset
     from fediot.report.anomaly import anomaly_markdown
 
-    config = AnomalyConfig.from_dict(cfg)
-    data_cfg = dict(cfg.get("data", {}))
-    source = str(data_cfg.get("source", "nsl-kdd"))
+    config, data = _anomaly_config(cfg)
     per_seed = []
     datasets = []
     for seed in seeds:
-        progress.task(f"data: {source} (seed {seed})", 1)
-        ds = load_anomaly_dataset(source, seed, data_cfg)
+        progress.task(f"data: {data.source} (seed {seed})", 1)
+        ds = load_anomaly_dataset(data, seed)
         progress.advance(info=f"{len(ds.clients)} clients")
         datasets.append(ds)
         cache: dict[str, Any] = {}
@@ -86,8 +85,8 @@ def _anomaly(
     results: dict[str, Any] = {
         "dataset": ds.name,
         "protocol": ds.protocol,
-        "data": data_cfg,
-        "config": {k: v for k, v in asdict(config).items() if k != "extra"},
+        "data": flatten_config(data),
+        "config": config.to_results(),
         "num_features": len(ds.feature_names),
         "clients": {
             cid: {
@@ -103,6 +102,20 @@ def _anomaly(
     return _finish(results, per_seed), anomaly_markdown
 
 
+def _anomaly_config(cfg: dict[str, Any]) -> tuple[Any, Any]:
+    from fediot.experiments.anomaly import AnomalyConfig
+    from fediot.experiments.datasets import DataConfig
+
+    check_keys(cfg, ("name", "kind", "description", "data", "federated", "train", "detect", "variants"))
+    return AnomalyConfig.from_dict(cfg), parse_section(DataConfig, cfg.get("data", {}), "data")
+
+
+def _kdd_config(cfg: dict[str, Any]) -> Any:
+    from fediot.experiments.kdd_gateways import KddGatewaysConfig
+
+    return KddGatewaysConfig.from_dict(cfg)
+
+
 def _finish(results: dict[str, Any], per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     # One seed: the run itself (integers stay integers); several: the leaf-wise mean and std.
     mean, std = (per_seed[0], None) if len(per_seed) == 1 else mean_std(per_seed)
@@ -113,6 +126,28 @@ def _finish(results: dict[str, Any], per_seed: list[dict[str, Any]]) -> dict[str
 
 
 EXPERIMENTS: dict[str, Runner] = {"kdd-gateways": _kdd_gateways, "anomaly": _anomaly}
+VALIDATORS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "kdd-gateways": _kdd_config,
+    "anomaly": _anomaly_config,
+}
+
+
+def load_experiment(name: str, overrides: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """Load experiment ``name`` with ``overrides`` and check it against its schema; return (kind, config).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown experiment, an unknown key (naming the closest valid one), a wrong type or a value
+        out of range — before any work is done.
+    """
+    cfg = apply_overrides(load_config(name), overrides or [])
+    kind = str(cfg.get("kind", cfg.get("name", name)))
+    if kind not in EXPERIMENTS:
+        known = ", ".join(EXPERIMENTS)
+        raise ConfigError(f"config {name!r}: unknown experiment kind {kind!r}; known: {known}")
+    VALIDATORS[kind](cfg)
+    return kind, cfg
 
 
 def run_experiment(
@@ -141,16 +176,13 @@ def run_experiment(
     """
     if repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {repeats}")
-    cfg = apply_overrides(load_config(name), overrides or [])
-    kind = str(cfg.get("name", name))
-    runner = EXPERIMENTS.get(str(cfg.get("kind", kind)))
-    if runner is None:
-        raise ConfigError(f"config {name!r}: unknown experiment kind {cfg.get('kind', kind)!r}")
+    kind, cfg = load_experiment(name, overrides)
+    runner = EXPERIMENTS[kind]
     seeds = [seed + k for k in range(repeats)]
     t0 = time.perf_counter()
     body, render = runner(cfg, seeds, progress or NullProgress())
     results: dict[str, Any] = {
-        "experiment": kind,
+        "experiment": str(cfg.get("name", name)),
         "description": cfg.get("description", ""),
         "seed": seed,
         "seeds": seeds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +22,7 @@ __all__ = [
     "Client",
     "FitPlan",
     "LocalTraining",
+    "answer_query",
     "client_seed",
     "train_config_from",
 ]
@@ -312,3 +313,47 @@ class AutoencoderClient:
                 raise RuntimeError(f"client {self.client_id!r}: set_scaler() must be called first")
             x = self._x_opt
         return reconstruction_errors(module, x)
+
+
+def answer_query(client: Client, name: str, weights: Weights | None, config: Config) -> dict[str, Any]:
+    """Answer the statistics query ``name`` on the client: an encoded summary, never rows.
+
+    ``feature_stats`` (config ``scaler``: the scaler kind) — per-feature sufficient statistics of the raw
+    training rows (log-compressed for ``log-*`` kinds); clients without ``feature_stats`` answer from their
+    ``x`` rows. ``error_stats`` (config: the threshold rule, see
+    :func:`fediot.federated.statistics.threshold_rule_config`) — the summary of the reconstruction errors of
+    the client's opt rows under ``weights`` that the rule federates.
+
+    Raises
+    ------
+    ValueError
+        If the query is unknown, or ``error_stats`` comes without weights.
+    TypeError
+        If the client cannot answer it.
+    """
+    from fediot.detect.threshold import error_summary
+    from fediot.federated.statistics import (
+        ERROR_STATS,
+        FEATURE_STATS,
+        encode_summary,
+        threshold_rule_from_config,
+    )
+
+    if name == FEATURE_STATS:
+        kind = str(config.get("scaler", "minmax"))
+        own = getattr(client, "feature_stats", None)
+        if callable(own):
+            return encode_summary(own(kind))
+        rows = getattr(client, "x", None)
+        if rows is None:
+            raise TypeError(f"client {client.client_id!r} exposes no training rows for feature statistics")
+        return encode_summary(SufficientStats.from_array(scaler_inputs(kind, np.asarray(rows))))
+    if name == ERROR_STATS:
+        if weights is None:
+            raise ValueError("error_stats needs the global weights")
+        errors = getattr(client, "errors", None)
+        if not callable(errors):
+            raise TypeError(f"client {client.client_id!r} cannot compute reconstruction errors")
+        which = "opt" if getattr(client, "x_opt_raw", np.zeros(0)).shape[0] else "train"
+        return encode_summary(error_summary(errors(weights, which), threshold_rule_from_config(config)))
+    raise ValueError(f"unknown statistics query {name!r} (expected feature_stats or error_stats)")

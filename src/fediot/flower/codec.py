@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from fediot.federated.types import ClientUpdate, Config, Metrics, Scalar, Weights
 
@@ -21,15 +20,16 @@ __all__ = [
     "OTHER_METRICS_KEY",
     "SCALER_KEY",
     "SCALER_META_KEY",
+    "SUMMARY_KEY",
     "arrayrecord_to_weights",
     "config_to_configrecord",
     "configrecord_to_config",
     "import_flwr",
-    "recorddict_to_statistics",
+    "plain_to_records",
     "recorddict_to_update",
+    "records_to_plain",
     "records_to_scaler",
     "scaler_to_records",
-    "statistics_to_recorddict",
     "update_to_recorddict",
     "weights_to_arrayrecord",
 ]
@@ -48,6 +48,8 @@ SCALER_KEY = "scaler"
 """RecordDict key of the ArrayRecord holding a server-sent scaler's per-feature arrays."""
 SCALER_META_KEY = "scaler-meta"
 """RecordDict key of the ConfigRecord holding that scaler's ``kind`` and ``log`` flag."""
+SUMMARY_KEY = "summary"
+"""RecordDict key of a statistics query's answer (:func:`plain_to_records` of an encoded summary)."""
 
 _FLOWER_MISSING = "Flower is not installed; install the extra with: pip install 'fediot[flower]'"
 
@@ -149,44 +151,49 @@ def recorddict_to_update(content: RecordDict) -> ClientUpdate:
     return ClientUpdate(weights, int(num_examples), metrics)
 
 
-def statistics_to_recorddict(stats: Mapping[str, NDArray[Any]], count: int) -> RecordDict:
-    """Encode a statistics query's answer: named sufficient-statistic arrays and the row count."""
-    import_flwr()
-    from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+def plain_to_records(d: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """Encode a plain dict (numpy arrays and bool/int/float/str scalars) as two records under ``key``.
 
-    arrays = ArrayRecord({name: Array(np.ascontiguousarray(a)) for name, a in stats.items()})
-    return RecordDict({ARRAYS_KEY: arrays, METRICS_KEY: MetricRecord({NUM_EXAMPLES_KEY: int(count)})})
-
-
-def recorddict_to_statistics(content: RecordDict) -> tuple[dict[str, NDArray[Any]], int]:
-    """Decode :func:`statistics_to_recorddict`'s output: ``(arrays by name, count)``."""
-    record = content.array_records[ARRAYS_KEY]
-    stats = {name: np.asarray(arr.numpy()) for name, arr in record.items()}
-    count = content.metric_records[METRICS_KEY][NUM_EXAMPLES_KEY]
-    if not isinstance(count, int):
-        raise ValueError(f"statistics reply has a non-integer count: {count!r}")
-    return stats, count
-
-
-def scaler_to_records(scaler: Any) -> dict[str, Any]:
-    """Encode a fitted scaler (``to_dict()``: ``kind``, ``log`` and float64 per-feature arrays) as records.
-
-    Returns ``{SCALER_KEY: ArrayRecord(arrays), SCALER_META_KEY: ConfigRecord(kind, log)}``, to merge into
-    a message's RecordDict. Only per-feature parameters cross the network, never rows.
+    Arrays go to an ``ArrayRecord`` under ``key``, scalars to a ``ConfigRecord`` under ``key-meta``, so every
+    value keeps its dtype or type. Returns the records to merge into a message's RecordDict. This is the
+    one encoding of scalers and statistics summaries.
     """
     import_flwr()
     from flwr.app import Array, ArrayRecord, ConfigRecord, ConfigRecordValues
 
     arrays: dict[str, Array] = {}
     meta: dict[str, ConfigRecordValues] = {}
-    for key, value in scaler.to_dict().items():
+    for name, value in d.items():
         if isinstance(value, np.ndarray):
-            arrays[key] = Array(np.ascontiguousarray(value, dtype=np.float64))
-        elif isinstance(value, bool | str):
-            meta[key] = value
+            arrays[name] = Array(np.ascontiguousarray(value))
+        elif isinstance(value, bool | int | float | str):
+            meta[name] = value
+        elif isinstance(value, np.generic):
+            meta[name] = value.item()
         else:
-            raise TypeError(f"scaler field {key!r} of type {type(value).__name__} cannot be encoded")
-    return {SCALER_KEY: ArrayRecord(arrays), SCALER_META_KEY: ConfigRecord(meta)}
+            raise TypeError(f"{key} field {name!r} of type {type(value).__name__} cannot be encoded")
+    return {key: ArrayRecord(arrays), f"{key}-meta": ConfigRecord(meta)}
+
+
+def records_to_plain(content: RecordDict, key: str) -> dict[str, Any]:
+    """Decode :func:`plain_to_records`'s records under ``key`` in ``content``.
+
+    Raises
+    ------
+    KeyError
+        If ``content`` holds no such records.
+    """
+    out: dict[str, Any] = {name: np.asarray(arr.numpy()) for name, arr in content.array_records[key].items()}
+    out.update(dict(content.config_records[f"{key}-meta"].items()))
+    return out
+
+
+def scaler_to_records(scaler: Any) -> dict[str, Any]:
+    """Encode a fitted scaler (its ``to_dict()``) with :func:`plain_to_records` under :data:`SCALER_KEY`.
+
+    Only per-feature parameters cross the network, never rows.
+    """
+    return plain_to_records(scaler.to_dict(), SCALER_KEY)
 
 
 def records_to_scaler(content: RecordDict) -> Any:
@@ -198,8 +205,4 @@ def records_to_scaler(content: RecordDict) -> Any:
 
     if SCALER_KEY not in content.array_records or SCALER_META_KEY not in content.config_records:
         return None
-    d: dict[str, Any] = {
-        name: np.asarray(arr.numpy()) for name, arr in content.array_records[SCALER_KEY].items()
-    }
-    d.update(dict(content.config_records[SCALER_META_KEY].items()))
-    return scaler_from_dict(d)
+    return scaler_from_dict(records_to_plain(content, SCALER_KEY))

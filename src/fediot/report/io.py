@@ -1,37 +1,17 @@
-"""Atomic writers: a file is either the old version or the complete new one, never half-written."""
+"""Atomic JSON and text writers for results and reports (see :func:`fediot.fileio.atomic_write`)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fediot.fileio import atomic_write
+
 __all__ = ["atomic_write", "to_jsonable", "write_json", "write_text"]
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    The temporary file is removed if ``write`` raises, so ``path`` keeps its old content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def to_jsonable(obj: Any) -> Any:

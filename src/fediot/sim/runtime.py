@@ -1,55 +1,28 @@
-"""The in-process federated runtime: one round loop for every strategy, deterministic for a seed."""
+"""The in-process transport of the federation engine: clients are objects in this process.
+
+:class:`InProcessTransport` carries :mod:`fediot.federated.engine`'s requests to :class:`Client` objects,
+training each round's selected clients with an :class:`Executor` (one after another, or all at once with
+``fediot.sim.batched.BatchedAutoencoderExecutor``). :func:`run_rounds` is the engine's round loop over it,
+for runs without statistics rounds (e.g. the KDD classifier experiment).
+"""
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from fediot.data.scaling import Scaler
 from fediot.errors import ConfigError
-from fediot.federated.client import Client
-from fediot.federated.selection import select_clients
+from fediot.federated import engine
+from fediot.federated.client import Client, answer_query
+from fediot.federated.engine import RoundRecord
 from fediot.federated.strategy import Strategy
-from fediot.federated.types import ClientUpdate, Config, Weights, weights_nbytes
+from fediot.federated.types import ClientUpdate, Config, Weights
 
-__all__ = ["Executor", "RoundRecord", "SequentialExecutor", "SimResult", "run_rounds"]
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class RoundRecord:
-    """What happened in one round.
-
-    Attributes
-    ----------
-    server_round : int
-        1-based round number.
-    selected : list of str
-        The clients asked to train.
-    train_loss : float
-        Example-weighted mean of the clients' ``train_loss`` (NaN if none reported it).
-    bytes_sent : int
-        Weight payload sent by the server (global weights times selected clients).
-    bytes_received : int
-        Weight payload received from the clients.
-    seconds : float
-        Wall time of the round.
-    failures : int
-        Selected clients that raised instead of replying.
-    """
-
-    server_round: int
-    selected: list[str]
-    train_loss: float
-    bytes_sent: int
-    bytes_received: int
-    seconds: float
-    failures: int = 0
+__all__ = ["Executor", "InProcessTransport", "RoundRecord", "SequentialExecutor", "SimResult", "run_rounds"]
 
 
 @dataclass(slots=True)
@@ -68,12 +41,12 @@ class SimResult:
 
     @property
     def bytes_received(self) -> int:
-        """Total weight payload received by the server."""
+        """Total weight payload received from accepted replies."""
         return sum(r.bytes_received for r in self.rounds)
 
 
 class Executor(Protocol):
-    """Runs the ``fit`` calls of one round's selected clients; :func:`run_rounds` does the rest."""
+    """Runs the ``fit`` calls of one round's selected clients."""
 
     def fit_round(
         self, clients: Sequence[Client], weights: Weights, config: Config, *, fail_fast: bool
@@ -103,10 +76,80 @@ class SequentialExecutor:
         return out
 
 
-def _weighted_loss(updates: list[ClientUpdate]) -> float:
-    pairs = [(float(u.metrics["train_loss"]), u.num_examples) for u in updates if "train_loss" in u.metrics]
-    total = sum(n for _, n in pairs)
-    return float("nan") if total == 0 else sum(loss * n for loss, n in pairs) / total
+class InProcessTransport:
+    """The engine's transport to client objects in this process.
+
+    Parameters
+    ----------
+    clients : mapping of str to Client
+        Available clients by id; iteration order is the order selection draws from.
+    executor : Executor, optional
+        Runs each round's ``fit`` calls (default :class:`SequentialExecutor`).
+    fail_fast : bool
+        Let a client's exception propagate at once (the engine raises it anyway without tolerance).
+    """
+
+    def __init__(
+        self, clients: Mapping[str, Client], executor: Executor | None = None, *, fail_fast: bool = False
+    ) -> None:
+        if not clients:
+            raise ConfigError("no clients to train")
+        self.clients = dict(clients)
+        self.executor: Executor = SequentialExecutor() if executor is None else executor
+        self.fail_fast = fail_fast
+        self._scaled_with: dict[str, int] = {}
+
+    def available(self) -> list[str]:
+        """Every client, in the mapping's order."""
+        return list(self.clients)
+
+    def _apply(self, client_ids: Sequence[str], scaler: Scaler | None) -> None:
+        """Give each client the server's scaler once (what Flower sends with every message)."""
+        if scaler is None:
+            return
+        for cid in client_ids:
+            if self._scaled_with.get(cid) != id(scaler):
+                set_scaler = getattr(self.clients[cid], "set_scaler", None)
+                if not callable(set_scaler):
+                    raise TypeError(f"client {cid!r} cannot apply a scaler")
+                set_scaler(scaler)
+                self._scaled_with[cid] = id(scaler)
+
+    def fit(
+        self,
+        server_round: int,
+        client_ids: Sequence[str],
+        weights: Weights,
+        config: Config,
+        scaler: Scaler | None,
+    ) -> list[ClientUpdate | Exception]:
+        """Run the executor on the selected clients."""
+        del server_round
+        self._apply(client_ids, scaler)
+        return self.executor.fit_round(
+            [self.clients[cid] for cid in client_ids], weights, config, fail_fast=self.fail_fast
+        )
+
+    def query(
+        self,
+        name: str,
+        client_ids: Sequence[str],
+        *,
+        weights: Weights | None,
+        scaler: Scaler | None,
+        config: Config,
+    ) -> list[dict[str, Any] | Exception]:
+        """Answer the statistics query on each client (:func:`fediot.federated.client.answer_query`)."""
+        self._apply(client_ids, scaler)
+        out: list[dict[str, Any] | Exception] = []
+        for cid in client_ids:
+            try:
+                out.append(answer_query(self.clients[cid], name, weights, config))
+            except Exception as exc:
+                if self.fail_fast:
+                    raise
+                out.append(exc)
+        return out
 
 
 def run_rounds(
@@ -125,11 +168,11 @@ def run_rounds(
     rng_state: Mapping[str, Any] | None = None,
     executor: Executor | None = None,
 ) -> SimResult:
-    """Run ``num_rounds`` federated rounds in this process.
+    """Run ``num_rounds`` federated rounds in this process with the engine's round loop.
 
     Each round: select clients with a generator seeded by ``seed`` (one stream for the whole run),
     call ``fit`` on each with the current global weights and ``fit_config(server_round)`` (plus
-    ``server-round``), and let ``strategy`` aggregate the replies.
+    ``server-round``), and let ``strategy`` aggregate the accepted replies.
 
     Parameters
     ----------
@@ -143,7 +186,7 @@ def run_rounds(
     fraction_fit : float
         Fraction of clients selected per round, in (0, 1].
     min_fit_clients : int
-        At least this many are selected.
+        At least this many are selected and must reply.
     seed : int
         Seeds client selection.
     fit_config : callable, optional
@@ -151,17 +194,15 @@ def run_rounds(
     on_round : callable, optional
         Called with each finished :class:`RoundRecord` (progress reporting).
     tolerate_failures : bool
-        If True, a client that raises is logged and counted, and the round aggregates the others
-        (it fails if fewer than ``min_fit_clients`` reply); if False the exception propagates.
+        If True, a client that raises (or sends a non-finite or wrongly shaped update) is logged and
+        counted, and the round aggregates the others; if False the error propagates.
     start_round : int
         First round to run (resume: the last finished round + 1, with ``initial_weights`` and the
-        strategy's state restored from that round); runs rounds ``start_round..num_rounds``.
+        strategy's state restored from that round).
     rng_state : mapping, optional
         ``SimResult.rng_state`` of the run being resumed (replaces the state seeded by ``seed``).
     executor : Executor, optional
-        Runs each round's ``fit`` calls; default :class:`SequentialExecutor`. Use
-        ``fediot.sim.batched.BatchedAutoencoderExecutor`` to train all selected autoencoder clients at
-        once (same results up to float summation order, several times faster).
+        Runs each round's ``fit`` calls; default :class:`SequentialExecutor`.
 
     Returns
     -------
@@ -169,55 +210,23 @@ def run_rounds(
     """
     if num_rounds < 0:
         raise ConfigError(f"num_rounds must be >= 0, got {num_rounds}")
-    if not clients:
-        raise ConfigError("no clients to train")
     if start_round < 1:
         raise ConfigError(f"start_round must be >= 1, got {start_round}")
+    transport = InProcessTransport(clients, executor, fail_fast=not tolerate_failures)
     rng = np.random.default_rng(seed)
     if rng_state is not None:
         rng.bit_generator.state = dict(rng_state)
-    run_fit = SequentialExecutor() if executor is None else executor
-    ids = list(clients)
-    weights = [w.copy() for w in initial_weights]
-    result = SimResult(weights=weights)
-    for server_round in range(start_round, num_rounds + 1):
-        t0 = time.perf_counter()
-        selected = select_clients(rng, ids, fraction_fit, min_fit_clients)
-        config: dict[str, bool | int | float | str] = dict(fit_config(server_round) if fit_config else {})
-        config["server-round"] = server_round
-        replies = run_fit.fit_round(
-            [clients[cid] for cid in selected], weights, config, fail_fast=not tolerate_failures
-        )
-        updates: list[ClientUpdate] = []
-        failures = 0
-        for cid, reply in zip(selected, replies, strict=True):
-            if isinstance(reply, Exception):
-                if not tolerate_failures:
-                    raise reply
-                failures += 1
-                log.warning("round %d: client %s failed: %s", server_round, cid, reply)
-            else:
-                updates.append(reply)
-        if len(updates) < min_fit_clients:
-            raise RuntimeError(
-                f"round {server_round}: only {len(updates)} of {len(selected)} clients replied, "
-                f"fewer than min_fit_clients={min_fit_clients}"
-            )
-        sent = weights_nbytes(weights) * len(selected)
-        received = sum(weights_nbytes(u.weights) for u in updates)
-        weights = strategy.aggregate(server_round, weights, updates)
-        record = RoundRecord(
-            server_round=server_round,
-            selected=selected,
-            train_loss=_weighted_loss(updates),
-            bytes_sent=sent,
-            bytes_received=received,
-            seconds=time.perf_counter() - t0,
-            failures=failures,
-        )
-        result.rounds.append(record)
-        if on_round is not None:
-            on_round(record)
-    result.weights = weights
-    result.rng_state = dict(rng.bit_generator.state)
-    return result
+    weights, records = engine.run_rounds(
+        transport,
+        strategy,
+        [w.copy() for w in initial_weights],
+        rng=rng,
+        first_round=start_round,
+        last_round=num_rounds,
+        fraction_fit=fraction_fit,
+        min_fit_clients=min_fit_clients,
+        fit_config=fit_config,
+        tolerate_failures=tolerate_failures,
+        on_round=None if on_round is None else (lambda record, _w: on_round(record)),
+    )
+    return SimResult(weights=weights, rounds=records, rng_state=dict(rng.bit_generator.state))

@@ -120,7 +120,7 @@ def test_too_few_replies_fail_the_round_even_with_tolerance() -> None:
         "b2": _RaisingClient("b2"),
     }
     # Execute / Assert
-    with pytest.raises(RuntimeError, match="fewer than min_fit_clients=2"):
+    with pytest.raises(RuntimeError, match=r"fewer than federated\.min_fit_clients=2"):
         run_rounds(clients, FedAvg(), _initial(), num_rounds=1, min_fit_clients=2, tolerate_failures=True)
 
 

@@ -1,0 +1,651 @@
+"""The one federation engine: statistics rounds (scaler, threshold) and the round loop, over any transport.
+
+Pure: no ``flwr``, no file I/O. A :class:`Transport` carries the engine's requests to clients — in this
+process (``fediot.sim.runtime.InProcessTransport``: sequential or batched executors) or over Flower's
+``Grid`` (``fediot.flower.transport.GridTransport``: ``flwr run`` simulation and real deployments). Both
+run exactly this code, so they give the same weights, scaler and threshold for the same configuration.
+
+One run (:func:`run_federation`):
+
+1. **Scaler round**: every available client answers ``feature_stats`` (per-feature sufficient statistics
+   of its benign training rows); merged in client-id order they give the federated scaler.
+2. **Rounds** (:func:`run_rounds`, the only round loop in fediot): select a seeded random subset of the
+   available clients; send them the global weights, the training config and the scaler; validate each
+   reply (finite, same shapes as the global model, ``num_examples >= 1``) — a failed or rejected reply is
+   counted and left out; aggregate with the strategy; record the round; hand the new state to
+   ``on_state`` (the caller checkpoints it).
+3. **Threshold round**: every available client answers ``error_stats`` under the final weights; the merged
+   summaries give the global threshold, each client's own summary its local threshold.
+
+Randomness: client selection draws from one ``np.random.Generator`` seeded by ``seed``; its state is part of
+:class:`EngineState`, so a resumed run selects exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from fediot.config import FLConfig
+from fediot.data.scaling import Scaler, make_scaler, scaler_from_dict
+from fediot.detect.threshold import ErrorSummary, ThresholdRule, threshold_from_summaries
+from fediot.errors import ConfigError, FediotError
+from fediot.federated.selection import select_clients
+from fediot.federated.statistics import (
+    ERROR_STATS,
+    FEATURE_STATS,
+    decode_summary,
+    encode_summary,
+    merge_summaries,
+    threshold_rule_config,
+)
+from fediot.federated.strategy import Strategy
+from fediot.federated.types import ClientUpdate, Config, Scalar, Weights, weights_nbytes
+
+__all__ = [
+    "ClientFailure",
+    "EngineState",
+    "FederationResult",
+    "RoundFailedError",
+    "RoundRecord",
+    "Transport",
+    "check_update",
+    "collect_summaries",
+    "run_federation",
+    "run_fl",
+    "run_rounds",
+]
+
+log = logging.getLogger(__name__)
+
+
+class RoundFailedError(FediotError, RuntimeError):
+    """Too few clients replied (or their replies were rejected) for a round or statistics query to count."""
+
+
+class ClientFailure(Exception):
+    """A client did not reply in time, replied with an error, or sent a reply that was rejected."""
+
+
+class Transport(Protocol):
+    """Carries the engine's requests to clients and brings their replies back (in request order).
+
+    A reply is a :class:`ClientUpdate` (``fit``) or an encoded summary dict (``query``), or an exception
+    (the client failed, timed out or is gone).
+    """
+
+    def available(self) -> list[str]:
+        """Return the ids of the clients that can be asked now, in the order selection draws from."""
+        ...
+
+    def fit(
+        self,
+        server_round: int,
+        client_ids: Sequence[str],
+        weights: Weights,
+        config: Config,
+        scaler: Scaler | None,
+    ) -> list[ClientUpdate | Exception]:
+        """Ask ``client_ids`` to train from ``weights`` with ``config`` (rows scaled by ``scaler``)."""
+        ...
+
+    def query(
+        self,
+        name: str,
+        client_ids: Sequence[str],
+        *,
+        weights: Weights | None,
+        scaler: Scaler | None,
+        config: Config,
+    ) -> list[dict[str, Any] | Exception]:
+        """Ask ``client_ids`` for the statistics ``name``; each answer is an encoded summary dict."""
+        ...
+
+
+@dataclass(slots=True)
+class RoundRecord:
+    """What happened in one round.
+
+    Attributes
+    ----------
+    server_round : int
+        1-based round number.
+    selected : list of str
+        The clients asked to train.
+    train_loss : float
+        Example-weighted mean of the accepted replies' ``train_loss`` (NaN if none reported it).
+    bytes_sent : int
+        Weight payload sent by the server (global weights times selected clients).
+    bytes_received : int
+        Weight payload of the accepted replies.
+    seconds : float
+        Wall time of the round.
+    failures : int
+        Selected clients that failed, timed out, or whose reply was rejected.
+    rejected : list of str
+        The clients among ``failures`` whose reply arrived but was rejected (non-finite, wrong shape).
+    """
+
+    server_round: int
+    selected: list[str]
+    train_loss: float
+    bytes_sent: int
+    bytes_received: int
+    seconds: float
+    failures: int = 0
+    rejected: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-ready values (a NaN loss becomes None)."""
+        return {
+            "server_round": self.server_round,
+            "selected": list(self.selected),
+            "train_loss": None if math.isnan(self.train_loss) else self.train_loss,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "seconds": self.seconds,
+            "failures": self.failures,
+            "rejected": list(self.rejected),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RoundRecord:
+        """Inverse of :meth:`to_dict`."""
+        loss = d.get("train_loss")
+        return cls(
+            server_round=int(d["server_round"]),
+            selected=[str(s) for s in d["selected"]],
+            train_loss=float("nan") if loss is None else float(loss),
+            bytes_sent=int(d["bytes_sent"]),
+            bytes_received=int(d["bytes_received"]),
+            seconds=float(d["seconds"]),
+            failures=int(d.get("failures", 0)),
+            rejected=[str(s) for s in d.get("rejected", [])],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    """Everything needed to continue a federation exactly: what a checkpoint holds.
+
+    Attributes
+    ----------
+    server_round : int
+        The last finished round (0: only the scaler round has run).
+    weights : Weights
+        Global weights after that round.
+    strategy : str
+        The strategy's name.
+    strategy_state : dict
+        ``Strategy.state_dict()`` (e.g. the FedAvgM momentum buffer).
+    rng_state : dict
+        The client-selection generator's ``bit_generator.state``.
+    scaler : dict or None
+        The federated scaler (``to_dict()``), None when the run has none.
+    history : list of RoundRecord
+        Every round finished so far (a resumed run appends to it).
+    threshold_summaries : dict or None
+        After the threshold round: each client's encoded error summary.
+    threshold : float or None
+        After the threshold round: the global threshold.
+    """
+
+    server_round: int
+    weights: Weights
+    strategy: str
+    strategy_state: dict[str, Any]
+    rng_state: dict[str, Any]
+    scaler: dict[str, Any] | None = None
+    history: tuple[RoundRecord, ...] = ()
+    threshold_summaries: dict[str, dict[str, Any]] | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FederationResult:
+    """The outcome of :func:`run_federation`.
+
+    Attributes
+    ----------
+    weights : Weights
+        Final global weights.
+    scaler : Scaler or None
+    threshold : float or None
+        Global threshold (rule ``rule``) from all clients' summaries.
+    local_thresholds : dict of str to float
+        Each client's threshold from its own summary (same rule).
+    rule : ThresholdRule or None
+    rounds : list of RoundRecord
+        The whole history (including rounds run before a resume).
+    state : EngineState
+        The final state (what was last passed to ``on_state``).
+    """
+
+    weights: Weights
+    scaler: Scaler | None
+    threshold: float | None
+    local_thresholds: dict[str, float]
+    rule: ThresholdRule | None
+    rounds: list[RoundRecord]
+    state: EngineState
+
+    @property
+    def bytes_sent(self) -> int:
+        """Total weight payload sent by the server."""
+        return sum(r.bytes_sent for r in self.rounds)
+
+    @property
+    def bytes_received(self) -> int:
+        """Total weight payload received from accepted replies."""
+        return sum(r.bytes_received for r in self.rounds)
+
+
+def check_update(update: ClientUpdate, reference: Weights) -> str | None:
+    """Return why ``update`` must be rejected (shapes, dtype kind, finiteness, count), or None if it is fine.
+
+    Examples
+    --------
+    >>> w = [np.zeros(2, np.float32)]
+    >>> check_update(ClientUpdate([np.ones(2, np.float32)], 3, {}), w) is None
+    True
+    >>> check_update(ClientUpdate([np.array([1.0, np.nan], np.float32)], 3, {}), w)
+    'tensor 0 holds non-finite values'
+    """
+    if update.num_examples < 1:
+        return f"num_examples must be >= 1, got {update.num_examples}"
+    if len(update.weights) != len(reference):
+        return f"{len(update.weights)} tensors, the global model has {len(reference)}"
+    for i, (w, ref) in enumerate(zip(update.weights, reference, strict=True)):
+        a = np.asarray(w)
+        if a.shape != ref.shape:
+            return f"tensor {i} has shape {a.shape}, expected {ref.shape}"
+        if a.dtype.kind != "f":
+            return f"tensor {i} has dtype {a.dtype}, expected floating point"
+        if not np.isfinite(a).all():
+            return f"tensor {i} holds non-finite values"
+    return None
+
+
+def _weighted_loss(updates: Sequence[ClientUpdate]) -> float:
+    pairs = [(float(u.metrics["train_loss"]), u.num_examples) for u in updates if "train_loss" in u.metrics]
+    total = sum(n for _, n in pairs)
+    return float("nan") if total == 0 else sum(loss * n for loss, n in pairs) / total
+
+
+def _new_rng(seed: int, rng_state: Mapping[str, Any] | None) -> np.random.Generator:
+    rng = np.random.default_rng(seed)
+    if rng_state is not None:
+        rng.bit_generator.state = dict(rng_state)
+    return rng
+
+
+def run_rounds(
+    transport: Transport,
+    strategy: Strategy,
+    weights: Weights,
+    *,
+    rng: np.random.Generator,
+    first_round: int,
+    last_round: int,
+    fraction_fit: float,
+    min_fit_clients: int,
+    fit_config: Callable[[int], Config] | None = None,
+    scaler: Scaler | None = None,
+    tolerate_failures: bool = False,
+    on_round: Callable[[RoundRecord, Weights], None] | None = None,
+) -> tuple[Weights, list[RoundRecord]]:
+    """Run rounds ``first_round..last_round``: the one federated round loop.
+
+    Parameters
+    ----------
+    transport : Transport
+    strategy : Strategy
+        Holds the server state; ``aggregate`` folds the accepted replies (in selection order).
+    weights : Weights
+        Global weights before ``first_round``.
+    rng : numpy.random.Generator
+        Client selection (advanced once per round).
+    first_round, last_round : int
+        1-based, inclusive.
+    fraction_fit, min_fit_clients : float, int
+        Selection size ``max(min_fit_clients, ceil(fraction_fit * available))``; a round needs at least
+        ``min_fit_clients`` accepted replies.
+    fit_config : callable, optional
+        ``server_round -> Config`` sent to every selected client (``server-round`` is added).
+    scaler : Scaler, optional
+        Sent with every training request (clients scale their rows with it).
+    tolerate_failures : bool
+        If False, the first failed or rejected reply raises; if True it is counted and left out.
+    on_round : callable, optional
+        ``(record, new_weights)`` after each round (progress, checkpoints).
+
+    Returns
+    -------
+    (Weights, list of RoundRecord)
+
+    Raises
+    ------
+    RoundFailedError
+        If a round gets fewer than ``min_fit_clients`` accepted replies.
+    """
+    records: list[RoundRecord] = []
+    for server_round in range(first_round, last_round + 1):
+        t0 = time.perf_counter()
+        ids = transport.available()
+        if not ids:
+            raise RoundFailedError(f"round {server_round}: no clients available")
+        selected = select_clients(rng, ids, fraction_fit, min(min_fit_clients, len(ids)))
+        config: dict[str, Scalar] = dict(fit_config(server_round) if fit_config else {})
+        config["server-round"] = server_round
+        replies = transport.fit(server_round, selected, weights, config, scaler)
+        updates: list[ClientUpdate] = []
+        failures = 0
+        rejected: list[str] = []
+        reasons: list[str] = []
+        for cid, reply in zip(selected, replies, strict=True):
+            if isinstance(reply, Exception):
+                if not tolerate_failures:
+                    raise reply
+                failures += 1
+                reasons.append(f"{cid}: {reply}")
+                log.warning("round %d: client %s failed: %s", server_round, cid, reply)
+                continue
+            why = check_update(reply, weights)
+            if why is not None:
+                if not tolerate_failures:
+                    raise RoundFailedError(
+                        f"round {server_round}: client {cid!r} sent a rejected update: {why}"
+                    )
+                failures += 1
+                rejected.append(cid)
+                reasons.append(f"{cid}: rejected, {why}")
+                log.warning("round %d: rejected the update of client %s: %s", server_round, cid, why)
+                continue
+            updates.append(reply)
+        if len(updates) < min_fit_clients:
+            raise RoundFailedError(
+                f"round {server_round}: only {len(updates)} of {len(selected)} clients replied with an "
+                f"accepted update, fewer than federated.min_fit_clients={min_fit_clients}"
+                + (f" (first failure: {reasons[0]})" if reasons else "")
+            )
+        sent = weights_nbytes(weights) * len(selected)
+        weights = strategy.aggregate(server_round, weights, updates)
+        record = RoundRecord(
+            server_round=server_round,
+            selected=selected,
+            train_loss=_weighted_loss(updates),
+            bytes_sent=sent,
+            bytes_received=sum(weights_nbytes(u.weights) for u in updates),
+            seconds=time.perf_counter() - t0,
+            failures=failures,
+            rejected=rejected,
+        )
+        records.append(record)
+        log.info(
+            "round %d: %d/%d replies, loss %.6g", server_round, len(updates), len(selected), record.train_loss
+        )
+        if on_round is not None:
+            on_round(record, weights)
+    return weights, records
+
+
+def collect_summaries(
+    transport: Transport,
+    name: str,
+    *,
+    weights: Weights | None,
+    scaler: Scaler | None,
+    config: Config,
+    min_replies: int,
+    tolerate_failures: bool,
+) -> dict[str, ErrorSummary]:
+    """Ask every available client for the statistics ``name``; return the valid summaries by client id.
+
+    Raises
+    ------
+    RoundFailedError
+        If fewer than ``min_replies`` valid summaries arrive (or, without ``tolerate_failures``, any fails).
+    """
+    ids = transport.available()
+    replies = transport.query(name, ids, weights=weights, scaler=scaler, config=config)
+    out: dict[str, ErrorSummary] = {}
+    reasons: list[str] = []
+    for cid, reply in zip(ids, replies, strict=True):
+        try:
+            if isinstance(reply, Exception):
+                raise reply
+            out[cid] = decode_summary(reply)
+        except Exception as exc:
+            if not tolerate_failures:
+                raise RoundFailedError(f"{name}: client {cid!r} failed: {exc}") from None
+            reasons.append(f"{cid}: {exc}")
+            log.warning("%s: client %s left out: %s", name, cid, exc)
+    if len(out) < min_replies:
+        raise RoundFailedError(
+            f"{name}: only {len(out)} of {len(ids)} clients sent valid statistics, "
+            f"fewer than federated.min_fit_clients={min_replies}"
+            + (f" (first failure: {reasons[0]})" if reasons else "")
+        )
+    return out
+
+
+def _threshold_of(summary: ErrorSummary, rule: ThresholdRule) -> float:
+    try:
+        return threshold_from_summaries([summary], rule)
+    except FediotError:
+        return float("nan")
+
+
+def run_federation(
+    transport: Transport,
+    strategy: Strategy,
+    initial_weights: Weights,
+    *,
+    seed: int,
+    rounds: int,
+    fraction_fit: float,
+    min_fit_clients: int,
+    fit_config: Callable[[int], Config] | None = None,
+    scaler_kind: str | None = None,
+    threshold_rule: ThresholdRule | None = None,
+    tolerate_failures: bool = False,
+    state: EngineState | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    on_state: Callable[[EngineState], None] | None = None,
+) -> FederationResult:
+    """Run a whole federation: scaler round, ``rounds`` training rounds, threshold round.
+
+    Parameters
+    ----------
+    transport : Transport
+    strategy : Strategy
+    initial_weights : Weights
+        The global model before round 1 (ignored when resuming from ``state``).
+    seed : int
+        Seeds client selection.
+    rounds : int
+        The round to reach (a resumed run continues from ``state.server_round + 1``).
+    fraction_fit, min_fit_clients, fit_config, tolerate_failures
+        As in :func:`run_rounds`; ``min_fit_clients`` also bounds the statistics rounds' replies.
+    scaler_kind : str, optional
+        Federated scaler kind (``fediot.data.scaling.SCALER_KINDS``); None: clients scale as built.
+    threshold_rule : ThresholdRule, optional
+        Set the federated threshold after the last round; None: no threshold round.
+    state : EngineState, optional
+        Resume from this state (a checkpoint); its strategy must be ``strategy.name``.
+    on_round : callable, optional
+        Each finished :class:`RoundRecord` (progress).
+    on_state : callable, optional
+        Each new :class:`EngineState`: after the scaler round, after every round and after the threshold
+        round (the caller writes checkpoints and history).
+
+    Returns
+    -------
+    FederationResult
+    """
+    if rounds < 0:
+        raise ConfigError(f"federated.rounds must be >= 0, got {rounds}")
+    if state is not None:
+        if state.strategy != strategy.name:
+            raise ConfigError(
+                f"the checkpoint holds strategy {state.strategy!r}, the configuration says {strategy.name!r}"
+            )
+        if state.server_round > rounds:
+            raise ConfigError(
+                f"the checkpoint is at round {state.server_round}, past federated.rounds={rounds}"
+            )
+        strategy.load_state_dict(state.strategy_state)
+        rng = _new_rng(seed, state.rng_state)
+        weights = [np.array(w, dtype=np.float32) for w in state.weights]
+        scaler = None if state.scaler is None else scaler_from_dict(state.scaler)
+        if _scaler_name(state.scaler) != scaler_kind:
+            raise ConfigError(f"the checkpoint's scaler does not match train.scaler={scaler_kind!r}")
+        current = state
+    else:
+        rng = _new_rng(seed, None)
+        weights = [np.array(w, dtype=np.float32) for w in initial_weights]
+        scaler = None
+        if scaler_kind is not None:
+            stats = collect_summaries(
+                transport,
+                FEATURE_STATS,
+                weights=None,
+                scaler=None,
+                config={"scaler": scaler_kind},
+                min_replies=min_fit_clients,
+                tolerate_failures=tolerate_failures,
+            )
+            merged = merge_summaries(stats)
+            if not hasattr(merged, "mean"):
+                raise RoundFailedError("feature_stats: clients sent histograms instead of feature statistics")
+            scaler = make_scaler(scaler_kind, merged)  # type: ignore[arg-type]
+            log.info("federated %s scaler from %d clients", scaler_kind, len(stats))
+        current = EngineState(
+            server_round=0,
+            weights=weights,
+            strategy=strategy.name,
+            strategy_state=strategy.state_dict(),
+            rng_state=dict(rng.bit_generator.state),
+            scaler=None if scaler is None else scaler.to_dict(),
+        )
+        if on_state is not None:
+            on_state(current)
+    history = list(current.history)
+
+    def _after_round(record: RoundRecord, new_weights: Weights) -> None:
+        nonlocal current
+        history.append(record)
+        current = replace(
+            current,
+            server_round=record.server_round,
+            weights=new_weights,
+            strategy_state=strategy.state_dict(),
+            rng_state=dict(rng.bit_generator.state),
+            history=tuple(history),
+            threshold_summaries=None,  # a threshold belongs to the weights it was computed under
+            threshold=None,
+        )
+        if on_state is not None:
+            on_state(current)
+        if on_round is not None:
+            on_round(record)
+
+    weights, _ = run_rounds(
+        transport,
+        strategy,
+        weights,
+        rng=rng,
+        first_round=current.server_round + 1,
+        last_round=rounds,
+        fraction_fit=fraction_fit,
+        min_fit_clients=min_fit_clients,
+        fit_config=fit_config,
+        scaler=scaler,
+        tolerate_failures=tolerate_failures,
+        on_round=_after_round,
+    )
+    threshold: float | None = None
+    local: dict[str, float] = {}
+    if threshold_rule is not None:
+        if current.threshold_summaries is not None and current.threshold is not None:
+            summaries = {cid: decode_summary(d) for cid, d in current.threshold_summaries.items()}
+            threshold = current.threshold
+        else:
+            summaries = collect_summaries(
+                transport,
+                ERROR_STATS,
+                weights=weights,
+                scaler=scaler,
+                config=threshold_rule_config(threshold_rule),
+                min_replies=min_fit_clients,
+                tolerate_failures=tolerate_failures,
+            )
+            threshold = threshold_from_summaries([merge_summaries(summaries)], threshold_rule)
+            current = replace(
+                current,
+                threshold_summaries={cid: encode_summary(s) for cid, s in summaries.items()},
+                threshold=threshold,
+            )
+            if on_state is not None:
+                on_state(current)
+            log.info("federated threshold %.6g from %d clients", threshold, len(summaries))
+        local = {cid: _threshold_of(s, threshold_rule) for cid, s in sorted(summaries.items())}
+    return FederationResult(
+        weights=weights,
+        scaler=scaler,
+        threshold=threshold,
+        local_thresholds=local,
+        rule=threshold_rule,
+        rounds=history,
+        state=current,
+    )
+
+
+def _scaler_name(d: Mapping[str, Any] | None) -> str | None:
+    """``log-minmax`` etc. for a scaler's ``to_dict()`` form (None for no scaler)."""
+    if d is None:
+        return None
+    return f"{'log-' if d.get('log') else ''}{d.get('kind')}"
+
+
+def run_fl(
+    transport: Transport,
+    cfg: FLConfig,
+    initial_weights: Weights,
+    *,
+    min_fit_clients: int | None = None,
+    state: EngineState | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    on_state: Callable[[EngineState], None] | None = None,
+) -> FederationResult:
+    """Run the federation that ``cfg`` describes (every transport calls this).
+
+    The strategy, the per-round training config, the federated scaler (``train.scaler``) and the threshold
+    rule (``detect``) all come from ``cfg`` through :mod:`fediot.federated.settings`. ``min_fit_clients``
+    overrides ``federated.min_fit_clients`` (experiments with fewer clients than that).
+    """
+    from fediot.federated.settings import fit_config, strategy_for, threshold_rule
+
+    fed = cfg.federated
+    return run_federation(
+        transport,
+        strategy_for(cfg),
+        initial_weights,
+        seed=cfg.seed,
+        rounds=fed.rounds,
+        fraction_fit=fed.fraction_fit,
+        min_fit_clients=fed.min_fit_clients if min_fit_clients is None else min_fit_clients,
+        fit_config=fit_config(cfg),
+        scaler_kind=cfg.train.scaler,
+        threshold_rule=threshold_rule(cfg.detect),
+        tolerate_failures=fed.tolerate_failures,
+        state=state,
+        on_round=on_round,
+        on_state=on_state,
+    )
