@@ -292,12 +292,12 @@ class _ByteStream:
             self._pending = rest
         data = self._inflate.unconsumed_tail or self._pending or self._read_raw(_GZIP_INPUT_CHUNK)
         self._pending = b""
-        if not data:
-            self.truncated_gzip = True
-            self._eof = True
-            return b""
         try:
-            return self._inflate.decompress(data, limit)
+            out = self._inflate.decompress(data, limit)  # with no input: output zlib still holds
+            if not data and not out and not self._inflate.eof:
+                self.truncated_gzip = True
+                self._eof = True
+            return out
         except zlib.error as exc:
             raise CaptureError(
                 f"corrupt gzip stream ({exc}) after {self.position} decompressed bytes",
@@ -488,8 +488,8 @@ class CaptureReader:
             n, stop, bad_offset, bad_len = _count_pcap_records(arr, big, start)
             if bad_offset >= 0:
                 self._fail(
-                    f"corrupt record header (record {self._num_records + n + 1}): captured length {bad_len} "
-                    f"exceeds {_MAX_CAPLEN} bytes; the rest of the file cannot be read",
+                    f"corrupt record header (record {self._num_records + n + 1}): captured length "
+                    f"{int(bad_len)} exceeds {_MAX_CAPLEN} bytes; the rest of the file cannot be read",
                     base + bad_offset,
                     stream,
                 )
