@@ -109,7 +109,7 @@ def _count_lines_until_error(path: Path) -> int:
         with open_text(path) as fh:
             for _ in fh:
                 count += 1
-    except (EOFError, OSError, zlib.error):
+    except (EOFError, OSError, zlib.error, UnicodeDecodeError):
         pass
     return count
 
@@ -127,26 +127,32 @@ def _first_empty_last_field(path: Path) -> int | None:
     opener = gzip.open if path.suffix == ".gz" else open
     lines = 1
     prev = b""
-    with opener(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            data = prev[-1:] + chunk
-            for ending in (b",\n", b",\r\n"):
-                at = data.find(ending)
-                if at >= 0:
-                    return lines + data.count(b"\n", 0, at) - prev[-1:].count(b"\n")
-            lines += chunk.count(b"\n")
-            prev = chunk
+    try:
+        with opener(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                data = prev[-1:] + chunk
+                for ending in (b",\n", b",\r\n"):
+                    at = data.find(ending)
+                    if at >= 0:
+                        return lines + data.count(b"\n", 0, at) - prev[-1:].count(b"\n")
+                lines += chunk.count(b"\n")
+                prev = chunk
+    except (EOFError, OSError, zlib.error):
+        return None  # damage after the rows read with ``nrows`` (pandas read the rest without error)
     return lines if prev.endswith(b",") else None
 
 
 def _first_long_line(path: Path, num_fields: int, first: int) -> tuple[int, int]:
     """Return (1-based line, field count) of the first line from ``first`` with more than ``num_fields``."""
-    with open_text(path) as fh:
-        for number, text in enumerate(fh, start=1):
-            if number >= first:
-                count = text.rstrip("\r\n").count(",") + 1
-                if count > num_fields:
-                    return number, count
+    try:
+        with open_text(path) as fh:
+            for number, text in enumerate(fh, start=1):
+                if number >= first:
+                    count = text.rstrip("\r\n").count(",") + 1
+                    if count > num_fields:
+                        return number, count
+    except (EOFError, OSError, zlib.error, UnicodeDecodeError):
+        pass
     return first, num_fields + 1  # pragma: no cover - pandas saw a long line we cannot find
 
 

@@ -321,3 +321,17 @@ def test_anomaly_dataset_refuses_non_finite_rows_naming_client_set_row_and_colum
         _dataset(good, np.ones((5, 4), np.float32))
     with pytest.raises(DataError, match=r"toy: client 'gw1' x_train: shape \(5, 2\), expected \(n, 3\)"):
         _dataset(np.ones((5, 2), np.float32), np.ones((5, 2), np.float32))
+
+
+def test_invalid_utf8_is_a_data_error_not_a_traceback(tmp_path: Path, sample_lines: list[str]) -> None:
+    # Prepare: a byte that is not UTF-8 in row 5 (found by tests/fuzz/test_fuzz_csv.py)
+    path = tmp_path / "latin.csv"
+    data = ("\n".join(sample_lines) + "\n").encode()
+    at = data.index(b"\n", data.index(b"\n") * 5) + 3
+    path.write_bytes(data[:at] + b"\xb0" + data[at + 1 :])
+
+    # Execute / Assert
+    with pytest.raises(
+        DataError, match=r"latin\.csv, line \d+: damaged or truncated file .*UnicodeDecodeError"
+    ):
+        read_nbaiot_csv(path)
