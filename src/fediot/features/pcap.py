@@ -313,10 +313,12 @@ class CaptureReader:
     yielded); after the loop, :attr:`summary` holds the counts of the whole capture. A reader can be
     iterated once.
 
-    Memory: at most about ``2 * batch_bytes`` of capture bytes (plus one pcapng block, at most 16 MiB)
-    and the columns of one batch, at most ``74 * batch_bytes / 16`` bytes (a record is at least 16
-    bytes, a packet row 74 bytes): ~90 MiB for the default 16 MiB batches; a gzip stream adds one 1 MiB
-    compressed chunk. A gzip stream decompressing to more than ``max_decompressed_bytes`` is refused.
+    Memory, whatever the file size: at most about ``2 * batch_bytes`` of capture bytes (plus one pcapng
+    block, at most 16 MiB) and the columns of one batch, at most ``74 * batch_bytes / 16`` bytes (a
+    record is at least 16 bytes, a packet row 74 bytes) with their temporaries; a gzip stream adds one
+    1 MiB compressed chunk. For the default 16 MiB batches the worst case (zero-length records) measured
+    ~170 MiB (``benchmarks/fuzz_readers.py``). A gzip stream decompressing to more than
+    ``max_decompressed_bytes`` is refused. The batches a caller keeps are its own memory.
 
     Parameters
     ----------
