@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigError", "DataError", "FediotError"]
+__all__ = ["CaptureError", "ConfigError", "DataError", "FediotError"]
 
 
 class FediotError(Exception):
@@ -50,3 +50,28 @@ class DataError(FediotError, ValueError):
             where.append(f"column {column}")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class CaptureError(DataError):
+    """A packet capture (pcap/pcapng, maybe gzipped) cannot be read past a point.
+
+    The message reads ``"<file>, byte offset <n>: <what was expected and found>"``; for a gzipped capture
+    the offset counts bytes of the decompressed stream.
+
+    Parameters
+    ----------
+    message : str
+        What was expected and what was found.
+    path : str or Path, optional
+        The capture.
+    offset : int, optional
+        0-based byte offset of the damaged structure (record header, block, gzip stream position).
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None, offset: int | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.line = None
+        self.column = None
+        self.offset = offset
+        where = [w for w in (self.path, None if offset is None else f"byte offset {offset}") if w is not None]
+        ValueError.__init__(self, f"{', '.join(where)}: {message}" if where else message)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from fediot.data.tabular import check_finite_rows
 from fediot.errors import DataError
 
 __all__ = ["AnomalyDataset", "ClientSplit", "TestSet", "split_nbaiot_protocol"]
@@ -37,6 +38,8 @@ class TestSet:
     segment: NDArray[np.int32]
 
     def __post_init__(self) -> None:
+        if self.x.ndim != 2:
+            raise DataError(f"TestSet.x must be 2-D (n_samples, n_features), got shape {self.x.shape}")
         n = self.x.shape[0]
         if not (self.y.shape[0] == self.attack_type.shape[0] == self.segment.shape[0] == n):
             raise ValueError("TestSet arrays must all have the same number of rows")
@@ -52,8 +55,14 @@ class ClientSplit:
     tests: Mapping[str, TestSet]
 
     def __post_init__(self) -> None:
-        if self.x_train.shape[0] == 0:
-            raise DataError(f"client {self.client_id!r} has no benign training rows")
+        if self.x_train.ndim != 2 or self.x_train.shape[0] == 0:
+            shape = self.x_train.shape
+            raise DataError(f"client {self.client_id!r} has no benign training rows (x_train {shape})")
+        width = self.x_train.shape[1]
+        for name, x in (("x_opt", self.x_opt), *((f"test {t!r}", ts.x) for t, ts in self.tests.items())):
+            if x.ndim != 2 or x.shape[1] != width:
+                expected = f"expected (n, {width}) as x_train"
+                raise DataError(f"client {self.client_id!r}: {name} has shape {x.shape}, {expected}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +70,9 @@ class AnomalyDataset:
     """A federated anomaly-detection dataset: clients (in a fixed order) and how they were formed.
 
     ``time_ordered`` says whether consecutive test rows of a segment are consecutive in time (packet
-    streams); a window vote is only meaningful then.
+    streams); a window vote is only meaningful then. Construction checks that every client's rows (train,
+    opt, tests) have ``len(feature_names)`` columns and only finite values (a :class:`DataError` names the
+    client, the set, the row and the column), so no NaN or inf reaches a scaler or a model.
     """
 
     name: str
@@ -71,6 +82,18 @@ class AnomalyDataset:
     test_names: tuple[str, ...]
     time_ordered: bool = True
     details: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = self.feature_names
+        for cid, client in self.clients.items():
+            sets = [("x_train", client.x_train), ("x_opt", client.x_opt)]
+            sets += [(f"test {t!r}", ts.x) for t, ts in client.tests.items()]
+            for label, x in sets:
+                what = f"{self.name}: client {cid!r} {label}"
+                if x.ndim != 2 or x.shape[1] != len(names):
+                    expected = f"expected (n, {len(names)}) for the feature names"
+                    raise DataError(f"{what}: shape {x.shape}, {expected}")
+                check_finite_rows(x, names, what=what)
 
     @property
     def primary_test(self) -> str:

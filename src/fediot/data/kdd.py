@@ -23,7 +23,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from fediot.data.paths import data_root, shipped_file
-from fediot.data.tabular import TabularData, read_csv_strict
+from fediot.data.tabular import TabularData, check_finite_rows, read_csv_strict
 from fediot.errors import DataError
 
 __all__ = [
@@ -217,7 +217,9 @@ def _to_table(frame: pd.DataFrame, path: Path, names: KddNames, labels: pd.Serie
                 path=path, line=row + offset, column=column,
             )
         frame[column] = codes
-    x = frame[list(names.feature_names)].to_numpy(dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, refused just below
+        x = frame[list(names.feature_names)].to_numpy(dtype=np.float32)
+    check_finite_rows(x, names.feature_names, path=path, first_line=offset)  # beyond float32's range
     return TabularData(
         x=x,
         labels=labels.to_numpy(dtype=str),

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fediot.data.paths import shipped_file
-from fediot.data.tabular import read_csv_strict
+from fediot.data.tabular import check_finite_rows, read_csv_strict
 from fediot.errors import DataError
 
 __all__ = [
@@ -150,11 +150,16 @@ def read_nbaiot_csv(path: str | Path, *, feature_names: tuple[str, ...] | None =
     ------
     DataError
         Missing file, a header that differs from ``features.csv`` (names the first mismatching column),
-        no data rows, wrong field count, or a non-numeric / non-finite value (names line and column).
+        no data rows, a row with more or fewer fields than the header (a leading or trailing extra field is
+        never taken as an index or dropped), or a non-numeric / non-finite value, also one beyond float32's
+        range (names line and column).
     """
     names = nbaiot_feature_names() if feature_names is None else feature_names
     frame = read_csv_strict(Path(path), names=names, header=names)
-    return frame.to_numpy(dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, refused just below
+        x = frame.to_numpy(dtype=np.float32)
+    check_finite_rows(x, names, path=path, first_line=2)  # a float64 beyond float32's range is inf here
+    return x
 
 
 def _strip_csv(name: str) -> str | None:

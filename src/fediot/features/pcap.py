@@ -1,25 +1,25 @@
-"""Read pcap/pcapng captures (optionally gzipped) into a columnar packet table."""
+"""Read pcap/pcapng captures (optionally gzipped) into columnar packet tables, in bounded memory."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, NoReturn
 
-import dpkt
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from fediot.errors import DataError
+from fediot.errors import CaptureError, ConfigError, DataError
 
 __all__ = [
+    "DEFAULT_BATCH_BYTES",
     "LINKTYPE_ETHERNET",
+    "MAX_DECOMPRESSED_BYTES",
     "PROTO_ARP",
     "PROTO_ICMP",
     "PROTO_OTHER",
@@ -27,6 +27,7 @@ __all__ = [
     "PROTO_UDP",
     "SKIP_REASONS",
     "SUPPORTED_LINKTYPES",
+    "CaptureReader",
     "PacketTable",
     "ReadSummary",
     "parse_capture",
@@ -66,8 +67,27 @@ SKIP_REASONS: tuple[str, ...] = (
     "short_l4_header",
     "short_arp",
     "caplen_exceeds_wire_length",
+    "implausible_wire_length",
 )
+"""Why a packet record is skipped (``ReadSummary.skipped`` keys), besides ``truncated_record`` and
+``truncated_gzip``; ``implausible_wire_length``: an original length above 256 KiB (a corrupt record header
+field that would otherwise feed the size statistics)."""
 _MAX_CAPLEN = 1 << 18  # 256 KiB: larger than any real snaplen; more means a corrupt record header
+_MAX_BLOCK_LEN = 1 << 24  # 16 MiB: a pcapng block (options, name resolution, secrets) above this is corrupt
+
+MAX_DECOMPRESSED_BYTES = 2 << 30
+"""Default cap (2 GiB) on the decompressed size of a gzipped capture; more is refused with a
+:class:`~fediot.errors.CaptureError` (``max_decompressed_bytes=`` of the readers raises it). The largest
+shipped capture decompresses to 3.0 MB; 2 GiB is ~30 million minimum-size packets, whose packet table
+(74 bytes a packet) already needs ~2.2 GiB."""
+
+DEFAULT_BATCH_BYTES = 16 << 20
+"""Capture bytes framed and decoded per batch (16 MiB): see :class:`CaptureReader` for the memory bound."""
+
+_GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib's gzip container mode: checks the CRC-32 and the length
+_GZIP_INPUT_CHUNK = 1 << 20
+_SHB_TYPE = 0x0A0D0D0A
+_BYTE_ORDERS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 _PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e6),
     b"\xa1\xb2\xc3\xd4": (">", 1e6),
@@ -181,11 +201,13 @@ class ReadSummary:
     linktype : int
         Link-layer header type (1 = Ethernet).
     num_records : int
-        Packet records found in the file.
+        Packet records found in the file (a truncated final record included).
     num_packets : int
         Packets decoded into the table (``num_records`` minus the skipped ones).
     skipped : dict of str to int
-        Records not in the table, by reason (e.g. ``"truncated_record"``, ``"short_ip_header"``).
+        What is not in the table, by reason: a reason of :data:`SKIP_REASONS` per malformed packet,
+        ``"truncated_record"`` for a final record cut short, ``"truncated_gzip"`` for a gzip stream that
+        ends early (the capture is read up to where it ends).
     """
 
     path: str
@@ -196,15 +218,514 @@ class ReadSummary:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-def read_pcap(path: str | Path) -> tuple[PacketTable, ReadSummary]:
+class _ByteStream:
+    """The bytes of a capture, gunzipped on the fly when they start with the gzip magic, with a size cap.
+
+    ``read(n)`` returns ``n`` bytes, or fewer only at the end of the stream; memory use is ``n`` plus one
+    compressed input chunk.
+    """
+
+    def __init__(self, raw: BinaryIO, name: str, max_decompressed_bytes: int) -> None:
+        self._raw = raw
+        self._name = name
+        self._cap = max_decompressed_bytes
+        self.position = 0
+        """Bytes of the (decompressed) stream delivered so far."""
+        self.truncated_gzip = False
+        """True once a gzip stream ended before its end-of-stream marker."""
+        first = self._read_raw(2)
+        self.gzipped = first == _GZIP_MAGIC
+        self._pending = first  # raw bytes read ahead (plain input) or compressed input not yet fed
+        self._inflate = zlib.decompressobj(wbits=_GZIP_WBITS) if self.gzipped else None
+        self._eof = False
+
+    def _read_raw(self, n: int) -> bytes:
+        try:
+            return self._raw.read(n)
+        except OSError as exc:
+            raise DataError(f"cannot read ({exc.strerror or exc})", path=self._name) from None
+
+    def read(self, n: int) -> bytes:
+        """Return the next ``n`` bytes (fewer only at the end of the stream).
+
+        Raises
+        ------
+        CaptureError
+            If the gzip stream is corrupt, or decompresses to more than the cap.
+        """
+        if self._inflate is None:
+            head, self._pending = self._pending[:n], self._pending[n:]
+            data = head + self._read_raw(n - len(head)) if len(head) < n else head
+            self.position += len(data)
+            return data
+        parts: list[bytes] = []
+        got = 0
+        while got < n and not self._eof:
+            chunk = self._inflate_some(min(n - got, self._cap - self.position + 1))
+            if chunk:
+                parts.append(chunk)
+                got += len(chunk)
+                self.position += len(chunk)
+                if self.position > self._cap:
+                    raise CaptureError(
+                        f"the gzip stream decompresses to more than {self._cap} bytes, the cap "
+                        "(max_decompressed_bytes, default fediot.features.pcap.MAX_DECOMPRESSED_BYTES = "
+                        f"{MAX_DECOMPRESSED_BYTES}): a decompression bomb, or a capture to split or to "
+                        "read with a higher cap",
+                        path=self._name,
+                        offset=self._cap,
+                    )
+        return b"".join(parts)
+
+    def _inflate_some(self, limit: int) -> bytes:
+        """Decompress up to ``limit`` bytes (possibly none: call again until ``_eof``)."""
+        assert self._inflate is not None
+        if self._inflate.eof:  # a member ended: skip zero padding, then another member or the end
+            rest = self._inflate.unused_data.lstrip(b"\x00")
+            while not rest:
+                more = self._read_raw(_GZIP_INPUT_CHUNK)
+                if not more:
+                    self._eof = True
+                    return b""
+                rest = more.lstrip(b"\x00")
+            self._inflate = zlib.decompressobj(wbits=_GZIP_WBITS)
+            self._pending = rest
+        data = self._inflate.unconsumed_tail or self._pending or self._read_raw(_GZIP_INPUT_CHUNK)
+        self._pending = b""
+        try:
+            out = self._inflate.decompress(data, limit)  # with no input: output zlib still holds
+            if not data and not out and not self._inflate.eof:
+                self.truncated_gzip = True
+                self._eof = True
+            return out
+        except zlib.error as exc:
+            raise CaptureError(
+                f"corrupt gzip stream ({exc}) after {self.position} decompressed bytes",
+                path=self._name,
+                offset=self.position,
+            ) from None
+
+
+class CaptureReader:
+    """Read a pcap/pcapng capture (gzipped or not) as a sequence of packet batches, in bounded memory.
+
+    Iterate over the reader to get :class:`PacketTable` batches in file order (empty batches are not
+    yielded); after the loop, :attr:`summary` holds the counts of the whole capture. A reader can be
+    iterated once.
+
+    Memory, whatever the file size: at most about ``2 * batch_bytes`` of capture bytes (plus one pcapng
+    block, at most 16 MiB) and the columns of one batch, at most ``74 * batch_bytes / 16`` bytes (a
+    record is at least 16 bytes, a packet row 74 bytes) with their temporaries; a gzip stream adds one
+    1 MiB compressed chunk. For the default 16 MiB batches the worst case (zero-length records) measured
+    ~170 MiB (``benchmarks/fuzz_readers.py``). A gzip stream decompressing to more than
+    ``max_decompressed_bytes`` is refused. The batches a caller keeps are its own memory.
+
+    Parameters
+    ----------
+    source : str, Path or bytes
+        A capture file, or its content.
+    name : str, optional
+        Name in messages and in the summary (default: the path, or ``"<bytes>"``).
+    batch_bytes : int
+        Capture bytes framed and decoded per batch (default :data:`DEFAULT_BATCH_BYTES`).
+    max_decompressed_bytes : int
+        Cap on the decompressed size of a gzipped capture (default :data:`MAX_DECOMPRESSED_BYTES`).
+
+    Raises
+    ------
+    ConfigError
+        If ``batch_bytes`` or ``max_decompressed_bytes`` is not positive.
+
+    Examples
+    --------
+    >>> from fediot.data.paths import shipped_file
+    >>> reader = CaptureReader(shipped_file("ddos_pcaps/amp.UDP.bacnet.IOT.37810.pcap.gz"))
+    >>> sum(len(batch) for batch in reader) == reader.summary.num_packets
+    True
+    """
+
+    def __init__(
+        self,
+        source: str | Path | bytes,
+        *,
+        name: str | None = None,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES,
+    ) -> None:
+        if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) or batch_bytes < 1:
+            raise ConfigError(f"batch_bytes must be a positive integer, got {batch_bytes!r}")
+        if (
+            isinstance(max_decompressed_bytes, bool)
+            or not isinstance(max_decompressed_bytes, int)
+            or max_decompressed_bytes < 1
+        ):
+            raise ConfigError(
+                f"max_decompressed_bytes must be a positive integer, got {max_decompressed_bytes!r}"
+            )
+        self._source = source
+        if name is None:
+            name = "<bytes>" if isinstance(source, bytes) else str(source)
+        self.name = name
+        self._batch_bytes = max(batch_bytes, 32)
+        self._cap = max_decompressed_bytes
+        self._format = ""
+        self._linktype = LINKTYPE_ETHERNET
+        self._num_records = 0
+        self._num_packets = 0
+        self._skipped: dict[str, int] = {}
+        self._started = False
+
+    @property
+    def summary(self) -> ReadSummary:
+        """Counts of what was read so far (of the whole capture once the iteration has ended)."""
+        return ReadSummary(
+            path=self.name, format=self._format, linktype=self._linktype, num_records=self._num_records,
+            num_packets=self._num_packets, skipped=dict(self._skipped),
+        )  # fmt: skip
+
+    def __iter__(self) -> Iterator[PacketTable]:
+        if self._started:
+            raise DataError("a CaptureReader can be iterated only once", path=self.name)
+        self._started = True
+        return self._batches()
+
+    def _open(self) -> BinaryIO:
+        if isinstance(self._source, bytes):
+            return io.BytesIO(self._source)
+        path = Path(self._source)
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            raise DataError("file not found", path=self.name) from None
+        except OSError as exc:
+            raise DataError(f"cannot open ({exc.strerror or exc})", path=self.name) from None
+
+    def _batches(self) -> Iterator[PacketTable]:
+        with self._open() as raw:
+            stream = _ByteStream(raw, self.name, self._cap)
+            head = stream.read(self._batch_bytes)
+            if not head:
+                what = "truncated gzip stream holding no bytes" if stream.truncated_gzip else "empty file"
+                raise CaptureError(f"{what}: not a pcap/pcapng capture", path=self.name)
+            magic = head[:4]
+            if magic in _PCAP_MAGICS:
+                yield from self._read_pcap(stream, head)
+            elif magic == _PCAPNG_MAGIC:
+                yield from self._read_pcapng(stream, head)
+            else:
+                raise CaptureError(
+                    f"not a pcap or pcapng capture (magic 0x{magic.hex()}; expected a1b2c3d4, a1b23c4d, "
+                    "0a0d0d0a or a gzip of one)",
+                    path=self.name,
+                    offset=0,
+                )
+            if stream.truncated_gzip:
+                self._count("truncated_gzip")
+
+    def _count(self, reason: str, num: int = 1) -> None:
+        self._skipped[reason] = self._skipped.get(reason, 0) + num
+
+    def _fail(self, message: str, offset: int, stream: _ByteStream) -> NoReturn:
+        if stream.truncated_gzip:
+            message += " (the gzip stream ends early)"
+        raise CaptureError(message, path=self.name, offset=offset)
+
+    def _check_linktype(self, linktype: int, offset: int, stream: _ByteStream) -> None:
+        if linktype not in SUPPORTED_LINKTYPES:
+            self._fail(
+                f"unsupported link type {linktype} (supported: "
+                + ", ".join(f"{k} {v}" for k, v in SUPPORTED_LINKTYPES.items())
+                + ")",
+                offset,
+                stream,
+            )
+
+    def _decode(
+        self,
+        buf: NDArray[np.uint8],
+        offsets: NDArray[np.int64],
+        caplens: NDArray[np.int64],
+        ts: NDArray[np.float64],
+        wire: NDArray[np.int64],
+        linktype: int,
+    ) -> PacketTable:
+        """Decode the headers of one batch of framed records; count the skipped ones."""
+        n = ts.shape[0]
+        cols = _alloc_columns(n)
+        status = np.zeros(n, dtype=np.uint8)
+        _decode_headers(
+            buf, offsets, caplens, wire, linktype, status,
+            cols["src_mac"], cols["dst_mac"], cols["src_ip"], cols["dst_ip"],
+            cols["ip_version"], cols["protocol"], cols["src_port"], cols["dst_port"],
+        )  # fmt: skip
+        cols["timestamp"] = ts
+        cols["length"] = wire
+        counts = np.bincount(status, minlength=len(SKIP_REASONS))
+        for code in range(1, len(SKIP_REASONS)):
+            if counts[code]:
+                self._count(SKIP_REASONS[code], int(counts[code]))
+        table = PacketTable(**cols)
+        if counts[0] != n:
+            table = table.take(status == 0)
+        self._num_records += n
+        self._num_packets += len(table)
+        return table
+
+    def _read_pcap(self, stream: _ByteStream, buf: bytes) -> Iterator[PacketTable]:
+        """Classic pcap: the 24-byte file header, then records framed by numba over each batch's bytes."""
+        self._format = "pcap"
+        while len(buf) < 24:
+            more = stream.read(self._batch_bytes)
+            if not more:
+                self._fail(f"truncated pcap file header: expected 24 bytes, found {len(buf)}", 0, stream)
+            buf += more
+        endian, divisor = _PCAP_MAGICS[buf[:4]]
+        big = endian == ">"
+        self._linktype = struct.unpack_from(endian + "I", buf, 20)[0] & 0x0FFFFFFF  # upper bits: FCS
+        self._check_linktype(self._linktype, 20, stream)
+        base = 0  # stream offset of buf[0]
+        start = 24
+        while True:
+            arr = np.frombuffer(buf, dtype=np.uint8)
+            n, stop, bad_offset, bad_len = _count_pcap_records(arr, big, start)
+            if bad_offset >= 0:
+                self._fail(
+                    f"corrupt record header (record {self._num_records + n + 1}): captured length "
+                    f"{int(bad_len)} exceeds {_MAX_CAPLEN} bytes; the rest of the file cannot be read",
+                    base + bad_offset,
+                    stream,
+                )
+            if n:
+                ts = np.empty(n, np.float64)
+                wire = np.empty(n, np.int64)
+                offsets = np.empty(n, np.int64)
+                caplens = np.empty(n, np.int64)
+                _fill_pcap_records(arr, big, divisor, start, ts, wire, offsets, caplens)
+                table = self._decode(arr, offsets, caplens, ts, wire, self._linktype)
+                if len(table):
+                    yield table
+            more = stream.read(self._batch_bytes)
+            if not more:
+                if stop < len(buf):
+                    self._count("truncated_record")
+                    self._num_records += 1
+                return
+            base += stop
+            buf = buf[stop:] + more
+            start = 0
+
+    def _read_pcapng(self, stream: _ByteStream, buf: bytes) -> Iterator[PacketTable]:
+        """pcapng: walk the blocks (one struct call per block); decode each batch's packets with numba."""
+        self._format = "pcapng"
+        section = _Section()
+        base = 0  # stream offset of buf[0]
+        off = 0  # offset in buf of the next block
+        while True:
+            batch = _Batch()
+            size = len(buf)
+            while size - off >= 12:
+                blen = self._frame_block(buf, off, base, section, stream)
+                if blen > size - off:
+                    break  # the block continues in the next read
+                self._read_block(buf, off, blen, base, section, batch, stream)
+                off += blen
+            if batch.ts:
+                table = self._decode(
+                    np.frombuffer(buf, dtype=np.uint8), np.asarray(batch.offsets, np.int64),
+                    np.asarray(batch.caplens, np.int64), np.asarray(batch.ts, np.float64),
+                    np.asarray(batch.wire, np.int64), self._linktype,
+                )  # fmt: skip
+                if len(table):
+                    yield table
+            more = stream.read(self._batch_bytes)
+            if not more:
+                if off < size:
+                    if section.num_blocks == 0:
+                        self._fail(
+                            f"truncated pcapng section header: {size - off} bytes, expected at least 28",
+                            base + off,
+                            stream,
+                        )
+                    self._count("truncated_record")
+                    self._num_records += 1
+                return
+            base += off
+            buf = buf[off:] + more
+            off = 0
+
+    def _frame_block(self, buf: bytes, off: int, base: int, section: _Section, stream: _ByteStream) -> int:
+        """Return the length of the block at ``off`` (at least 12 bytes of it are in ``buf``), checked."""
+        (btype,) = struct.unpack_from("<I", buf, off)  # the section magic reads the same in both orders
+        if btype == _SHB_TYPE:
+            bom = buf[off + 8 : off + 12]
+            if section.end is None:
+                if bom not in _BYTE_ORDERS:
+                    self._fail(
+                        f"pcapng section header: byte-order magic 0x{bom.hex()}, expected 1a2b3c4d "
+                        "(either byte order)",
+                        base + off + 8,
+                        stream,
+                    )
+                section.start(bom)
+            elif bom != section.bom:
+                self._fail("pcapng section changes byte order (unsupported)", base + off + 8, stream)
+        btype, blen = section.header.unpack_from(buf, off)
+        if blen < 12 or blen % 4 or blen > _MAX_BLOCK_LEN:
+            self._fail(
+                f"corrupt pcapng block (type 0x{btype:x}): block length {blen}, expected a multiple of 4 "
+                f"from 12 to {_MAX_BLOCK_LEN}; the rest of the file cannot be read",
+                base + off,
+                stream,
+            )
+        if btype == _SHB_TYPE and blen < 28:
+            self._fail(f"pcapng section header block length {blen}, expected at least 28", base + off, stream)
+        return int(blen)
+
+    def _read_block(
+        self, buf: bytes, off: int, blen: int, base: int, section: _Section, batch: _Batch,
+        stream: _ByteStream,
+    ) -> None:  # fmt: skip
+        """Interpret one complete block; append a packet block's record to ``batch``."""
+        section.num_blocks += 1
+        u32 = section.u32
+        btype = u32.unpack_from(buf, off)[0]
+        (trailer,) = u32.unpack_from(buf, off + blen - 4)
+        if trailer != blen:
+            self._fail(
+                f"corrupt pcapng block (type 0x{btype:x}): trailing block length {trailer} differs from the "
+                f"leading {blen}",
+                base + off + blen - 4,
+                stream,
+            )
+        if btype == _SHB_TYPE:  # a new section: interface numbering restarts
+            section.interfaces = []
+        elif btype == 1:  # interface description block
+            if blen < 20:
+                self._fail(
+                    f"interface description block length {blen}, expected at least 20", base + off, stream
+                )
+            linktype = section.u16.unpack_from(buf, off + 8)[0]
+            self._check_linktype(linktype, base + off + 8, stream)
+            if section.linktypes and linktype not in section.linktypes:
+                self._fail(
+                    f"pcapng file mixes link types {sorted({*section.linktypes, linktype})} (unsupported)",
+                    base + off + 8,
+                    stream,
+                )
+            section.linktypes.add(linktype)
+            self._linktype = linktype
+            divisor, tsoffset = self._idb_options(buf, off + 16, off + blen - 4, base, section, stream)
+            section.interfaces.append((divisor, tsoffset))
+        elif btype in (6, 2):  # enhanced packet block / obsolete packet block
+            kind = "enhanced packet block" if btype == 6 else "packet block"
+            if blen < 32:
+                self._fail(f"{kind} length {blen}, expected at least 32", base + off, stream)
+            iface, ts_hi, ts_lo, caplen, pkt_len = section.epb.unpack_from(buf, off + 8)
+            if btype == 2:
+                iface &= 0xFFFF
+            if iface >= len(section.interfaces):
+                self._fail(
+                    f"{kind} names interface {iface}; the section describes {len(section.interfaces)}",
+                    base + off,
+                    stream,
+                )
+            divisor, tsoff = section.interfaces[iface]
+            if caplen > blen - 32:
+                self._fail(
+                    f"corrupt {kind}: captured length {caplen} exceeds its {blen - 32} data bytes",
+                    base + off + 20,
+                    stream,
+                )
+            batch.ts.append(tsoff + ((ts_hi << 32) | ts_lo) / divisor)
+            batch.wire.append(pkt_len)
+            batch.offsets.append(off + 28)
+            batch.caplens.append(caplen)
+        elif btype == 3:  # simple packet block: no timestamp
+            self._fail("pcapng simple packet blocks have no timestamps (unsupported)", base + off, stream)
+
+    def _idb_options(
+        self, buf: bytes, start: int, stop: int, base: int, section: _Section, stream: _ByteStream
+    ) -> tuple[float, float]:
+        """Return (timestamp divisor, timestamp offset in s) from an interface block's options."""
+        divisor = 1e6
+        tsoffset = 0.0
+        p = start
+        while p + 4 <= stop:
+            code, length = section.option.unpack_from(buf, p)
+            if code == 0:  # opt_endofopt
+                break
+            value = p + 4
+            if value + length > stop:
+                self._fail(
+                    f"interface description block option {code}: length {length} runs past the block end",
+                    base + p,
+                    stream,
+                )
+            if code == 9 and length >= 1:  # if_tsresol
+                val = buf[value]
+                divisor = float(2 ** (val & 0x7F)) if val & 0x80 else float(10 ** (val & 0x7F))
+            elif code == 14 and length == 8:  # if_tsoffset
+                tsoffset = float(section.i64.unpack_from(buf, value)[0])
+            p = value + ((length + 3) & ~3)
+        return divisor, tsoffset
+
+
+class _Section:
+    """Byte order, interfaces and link types of the pcapng section being read."""
+
+    def __init__(self) -> None:
+        self.end: str | None = None
+        self.bom = b""
+        self.interfaces: list[tuple[float, float]] = []  # timestamp divisor, timestamp offset (s)
+        self.linktypes: set[int] = set()  # of every interface in the file
+        self.num_blocks = 0  # complete blocks read
+        self.start(b"\x4d\x3c\x2b\x1a")
+        self.end = None
+
+    def start(self, bom: bytes) -> None:
+        """Set the byte order from the first section header's byte-order magic."""
+        end = _BYTE_ORDERS[bom]
+        self.end = end
+        self.bom = bom
+        self.header = struct.Struct(end + "II")
+        self.u32 = struct.Struct(end + "I")
+        self.u16 = struct.Struct(end + "H")
+        self.epb = struct.Struct(end + "IIIII")
+        self.option = struct.Struct(end + "HH")
+        self.i64 = struct.Struct(end + "q")
+
+
+class _Batch:
+    """Records of one pcapng batch: timestamps, wire lengths, data offsets in the buffer, captured lengths."""
+
+    def __init__(self) -> None:
+        self.ts: list[float] = []
+        self.wire: list[int] = []
+        self.offsets: list[int] = []
+        self.caplens: list[int] = []
+
+
+def read_pcap(
+    path: str | Path,
+    *,
+    max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+) -> tuple[PacketTable, ReadSummary]:
     """Read a pcap or pcapng file, gzipped or not (detected by magic number), into a packet table.
 
-    The whole file is read into memory. Packets keep the file's order.
+    The file is read in batches (see :class:`CaptureReader`): besides the returned table, memory holds
+    about two batches of capture bytes. Packets keep the file's order. A final record cut short, a gzip
+    stream that ends early and malformed packets are counted in ``summary.skipped``, never fatal.
 
     Parameters
     ----------
     path : str or Path
         The capture file.
+    max_decompressed_bytes : int
+        Cap on the decompressed size of a gzipped capture (default :data:`MAX_DECOMPRESSED_BYTES`, 2 GiB).
+    batch_bytes : int
+        Capture bytes decoded per batch (default :data:`DEFAULT_BATCH_BYTES`); the result does not depend
+        on it.
 
     Returns
     -------
@@ -216,15 +737,25 @@ def read_pcap(path: str | Path) -> tuple[PacketTable, ReadSummary]:
     Raises
     ------
     DataError
-        If the file is empty, not a capture (wrong magic), a corrupt gzip, has an unsupported link type, or a
-        record header with an impossible length (the rest of the file cannot be framed).
+        If the file is missing or unreadable.
+    CaptureError
+        (a :class:`DataError`, naming the file and the byte offset) If the file is empty, not a capture
+        (wrong magic), a corrupt gzip or one decompressing past the cap, has an unsupported or mixed link
+        type, or a damaged record header or block (the rest of the file cannot be framed).
     """
-    path = Path(path)
-    data = path.read_bytes()
-    return parse_capture(data, name=str(path))
+    return _read_all(
+        CaptureReader(
+            Path(path), name=str(path), batch_bytes=batch_bytes, max_decompressed_bytes=max_decompressed_bytes
+        )
+    )
 
 
-def parse_capture(data: bytes, *, name: str = "<bytes>") -> tuple[PacketTable, ReadSummary]:
+def parse_capture(
+    data: bytes,
+    *,
+    name: str = "<bytes>",
+    max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES,
+) -> tuple[PacketTable, ReadSummary]:
     """Parse the bytes of a pcap/pcapng capture (optionally gzipped); see :func:`read_pcap`.
 
     Parameters
@@ -233,6 +764,8 @@ def parse_capture(data: bytes, *, name: str = "<bytes>") -> tuple[PacketTable, R
         The file content.
     name : str
         Used in error messages and the summary.
+    max_decompressed_bytes : int
+        Cap on the decompressed size of gzipped content.
 
     Returns
     -------
@@ -241,58 +774,13 @@ def parse_capture(data: bytes, *, name: str = "<bytes>") -> tuple[PacketTable, R
     summary : ReadSummary
         Record counts and skipped records by reason.
     """
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"corrupt or truncated gzip stream ({exc})", path=name) from None
-    if not data:
-        raise DataError("empty file: not a pcap/pcapng capture", path=name)
-    magic = data[:4]
-    if magic in _PCAP_MAGICS:
-        fmt = "pcap"
-        linktype, ts, wire, offsets, caplens, skipped = _frame_pcap(data, name)
-    elif magic == _PCAPNG_MAGIC:
-        fmt = "pcapng"
-        linktype, ts, wire, offsets, caplens, skipped = _frame_pcapng(data, name)
-    else:
-        raise DataError(
-            f"not a pcap or pcapng capture (magic 0x{magic.hex()}; expected a1b2c3d4, a1b23c4d, "
-            "0a0d0d0a or a gzip of one)",
-            path=name,
-        )
-    if linktype not in SUPPORTED_LINKTYPES:
-        raise DataError(
-            f"unsupported link type {linktype} (supported: "
-            + ", ".join(f"{k} {v}" for k, v in SUPPORTED_LINKTYPES.items())
-            + ")",
-            path=name,
-        )
-    buf = np.frombuffer(data, dtype=np.uint8)
-    n = ts.shape[0]
-    cols = _alloc_columns(n)
-    status = np.zeros(n, dtype=np.uint8)
-    _decode_headers(
-        buf, offsets, caplens, wire, linktype, status,
-        cols["src_mac"], cols["dst_mac"], cols["src_ip"], cols["dst_ip"],
-        cols["ip_version"], cols["protocol"], cols["src_port"], cols["dst_port"],
-    )  # fmt: skip
-    cols["timestamp"] = ts
-    cols["length"] = wire
-    ok = status == 0
-    counts = np.bincount(status, minlength=len(SKIP_REASONS))
-    for code in range(1, len(SKIP_REASONS)):
-        if counts[code]:
-            skipped[SKIP_REASONS[code]] = skipped.get(SKIP_REASONS[code], 0) + int(counts[code])
-    table = PacketTable(**cols)
-    if not ok.all():
-        table = table.take(ok)
-    num_records = n + skipped.get("truncated_record", 0)
-    summary = ReadSummary(
-        path=name, format=fmt, linktype=linktype, num_records=num_records, num_packets=len(table),
-        skipped=skipped,
-    )  # fmt: skip
-    return table, summary
+    return _read_all(CaptureReader(bytes(data), name=name, max_decompressed_bytes=max_decompressed_bytes))
+
+
+def _read_all(reader: CaptureReader) -> tuple[PacketTable, ReadSummary]:
+    tables = list(reader)
+    table = tables[0] if len(tables) == 1 else PacketTable.concat(tables)
+    return table, reader.summary
 
 
 def _alloc_columns(n: int) -> dict[str, Any]:
@@ -308,36 +796,6 @@ def _alloc_columns(n: int) -> dict[str, Any]:
     }
 
 
-_Framed = tuple[
-    int, NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], dict[str, int]
-]
-
-
-def _frame_pcap(data: bytes, name: str) -> _Framed:
-    """Validate the classic pcap header with dpkt, then frame the records (numba, over the raw bytes)."""
-    try:
-        reader = dpkt.pcap.Reader(io.BytesIO(data))
-    except (ValueError, struct.error, dpkt.NeedData, dpkt.UnpackError) as exc:
-        raise DataError(f"invalid pcap file header ({exc})", path=name) from None
-    linktype = int(reader.datalink()) & 0x0FFFFFFF  # the upper bits may carry FCS information
-    endian, divisor = _PCAP_MAGICS[data[:4]]
-    buf = np.frombuffer(data, dtype=np.uint8)
-    n, bad_offset, bad_len, truncated = _count_pcap_records(buf, endian == ">")
-    if bad_offset >= 0:
-        raise DataError(
-            f"corrupt record header at byte offset {bad_offset} (record {n + 1}): captured length {bad_len} "
-            f"exceeds {_MAX_CAPLEN} bytes; the rest of the file cannot be read",
-            path=name,
-        )
-    ts = np.empty(n, np.float64)
-    wire = np.empty(n, np.int64)
-    offsets = np.empty(n, np.int64)
-    caplens = np.empty(n, np.int64)
-    _fill_pcap_records(buf, endian == ">", divisor, ts, wire, offsets, caplens)
-    skipped = {"truncated_record": 1} if truncated else {}
-    return linktype, ts, wire, offsets, caplens, skipped
-
-
 @njit(cache=True)
 def _u32(buf: Any, off: int, big: bool) -> int:  # pragma: no cover - compiled
     if big:
@@ -348,28 +806,27 @@ def _u32(buf: Any, off: int, big: bool) -> int:  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _count_pcap_records(buf: Any, big: bool) -> tuple[int, int, int, bool]:  # pragma: no cover - compiled
+def _count_pcap_records(buf: Any, big: bool, start: int) -> tuple[int, int, int, int]:  # pragma: no cover
+    """Count complete records from ``start``: (count, end of the last, bad offset or -1, bad length)."""
     size = buf.shape[0]
-    off = 24
+    off = start
     n = 0
-    while off < size:
-        if off + 16 > size:
-            return n, -1, 0, True
+    while off + 16 <= size:
         caplen = _u32(buf, off + 8, big)
         if caplen > _MAX_CAPLEN:
-            return n, off, caplen, False
+            return n, off, off, caplen
         if off + 16 + caplen > size:
-            return n, -1, 0, True
+            break
         off += 16 + caplen
         n += 1
-    return n, -1, 0, False
+    return n, off, -1, 0
 
 
 @njit(cache=True)
 def _fill_pcap_records(
-    buf: Any, big: bool, divisor: float, ts: Any, wire: Any, offsets: Any, caplens: Any
+    buf: Any, big: bool, divisor: float, start: int, ts: Any, wire: Any, offsets: Any, caplens: Any
 ) -> None:  # pragma: no cover - compiled
-    off = 24
+    off = start
     for i in range(ts.shape[0]):
         ts[i] = _u32(buf, off, big) + _u32(buf, off + 4, big) / divisor
         caplen = _u32(buf, off + 8, big)
@@ -377,95 +834,6 @@ def _fill_pcap_records(
         offsets[i] = off + 16
         caplens[i] = caplen
         off += 16 + caplen
-
-
-def _frame_pcapng(data: bytes, name: str) -> _Framed:
-    """Validate the pcapng section header with dpkt, then walk the blocks (one struct call per block)."""
-    try:
-        dpkt.pcapng.Reader(io.BytesIO(data))
-    except (ValueError, struct.error, dpkt.NeedData, dpkt.UnpackError) as exc:
-        raise DataError(f"invalid pcapng file ({exc})", path=name) from None
-    size = len(data)
-    end = "<" if data[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
-    hdr = struct.Struct(end + "II")
-    epb = struct.Struct(end + "IIIII")
-    interfaces: list[tuple[int, float, float]] = []  # linktype, divisor, offset seconds
-    ts_l: list[float] = []
-    wire_l: list[int] = []
-    off_l: list[int] = []
-    cap_l: list[int] = []
-    skipped: dict[str, int] = {}
-    off = 0
-    while off < size:
-        if off + 12 > size:
-            skipped["truncated_record"] = skipped.get("truncated_record", 0) + 1
-            break
-        btype, blen = hdr.unpack_from(data, off)
-        if blen < 12 or blen % 4 or blen > _MAX_CAPLEN + 64:
-            raise DataError(
-                f"corrupt pcapng block at byte offset {off}: block length {blen}; the rest cannot be read",
-                path=name,
-            )
-        if off + blen > size:
-            skipped["truncated_record"] = skipped.get("truncated_record", 0) + 1
-            break
-        if btype == 0x0A0D0D0A:  # a new section: interface numbering restarts
-            if data[off + 8 : off + 12] != data[8:12]:
-                raise DataError(f"pcapng section at offset {off} changes byte order (unsupported)", path=name)
-            interfaces = []
-        elif btype == 1:  # interface description block
-            idb_cls = (
-                dpkt.pcapng.InterfaceDescriptionBlockLE
-                if end == "<"
-                else dpkt.pcapng.InterfaceDescriptionBlock
-            )
-            interfaces.append(_parse_idb(idb_cls(data[off : off + blen])))
-        elif btype in (6, 2):  # enhanced packet block / obsolete packet block
-            iface, ts_hi, ts_lo, caplen, pkt_len = epb.unpack_from(data, off + 8)
-            if btype == 2:
-                iface &= 0xFFFF
-            if iface >= len(interfaces):
-                raise DataError(f"packet block at offset {off} names unknown interface {iface}", path=name)
-            _, divisor, tsoff = interfaces[iface]
-            if caplen > blen - 32:
-                raise DataError(
-                    f"corrupt packet block at byte offset {off}: captured length {caplen}", path=name
-                )
-            ts_l.append(tsoff + ((ts_hi << 32) | ts_lo) / divisor)
-            wire_l.append(pkt_len)
-            off_l.append(off + 28)
-            cap_l.append(caplen)
-        elif btype == 3:  # simple packet block: no timestamp
-            raise DataError("pcapng simple packet blocks have no timestamps (unsupported)", path=name)
-        off += blen
-    linktypes = {lt for lt, _, _ in interfaces}
-    if len(linktypes) > 1:
-        raise DataError(f"pcapng file mixes link types {sorted(linktypes)} (unsupported)", path=name)
-    linktype = linktypes.pop() if linktypes else LINKTYPE_ETHERNET
-    return (
-        linktype,
-        np.asarray(ts_l, np.float64),
-        np.asarray(wire_l, np.int64),
-        np.asarray(off_l, np.int64),
-        np.asarray(cap_l, np.int64),
-        skipped,
-    )
-
-
-def _parse_idb(idb: Any) -> tuple[int, float, float]:
-    divisor = 1e6
-    tsoffset = 0.0
-    for opt in idb.opts:
-        if opt.code == 9 and opt.data:  # if_tsresol
-            val = opt.data[0]
-            divisor = float(2 ** (val & 0x7F)) if val & 0x80 else float(10 ** (val & 0x7F))
-        elif opt.code == 14 and len(opt.data) == 8:  # if_tsoffset
-            tsoffset = float(
-                struct.unpack(
-                    "<q" if isinstance(idb, dpkt.pcapng.InterfaceDescriptionBlockLE) else ">q", opt.data
-                )[0]
-            )
-    return int(idb.linktype), divisor, tsoffset
 
 
 @njit(cache=True)
@@ -493,6 +861,9 @@ def _decode_headers(
         end = o + c
         if c > wire[i]:
             status[i] = 6
+            continue
+        if wire[i] > _MAX_CAPLEN:
+            status[i] = 7
             continue
         # ---- link layer -> (p, ethertype)
         if linktype == 1:
