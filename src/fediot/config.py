@@ -53,6 +53,7 @@ __all__ = [
     "flatten_config",
     "parse_section",
     "parse_sections",
+    "set_dotted",
     "to_run_config",
 ]
 
@@ -470,15 +471,28 @@ def fl_config_from_run_config(run_config: Mapping[str, Any]) -> FLConfig:
     """
     nested: dict[str, Any] = {}
     for key, value in run_config.items():
-        parts = str(key).replace("-", "_").split(".")
-        node = nested
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"run config key {key!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
+        set_dotted(nested, str(key).replace("-", "_"), value)
     return FLConfig.from_dict(nested)
+
+
+def set_dotted(nested: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``nested[a][b][c] = value`` for ``dotted = "a.b.c"``, creating sections as needed.
+
+    Examples
+    --------
+    >>> d: dict[str, Any] = {}
+    >>> set_dotted(d, "train.lr", 0.1)
+    >>> d
+    {'train': {'lr': 0.1}}
+    """
+    parts = dotted.strip().split(".")
+    node = nested
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
 
 
 def parse_sections(

@@ -71,7 +71,7 @@ def test_run_config_round_trips_through_flowers_own_parser() -> None:
         (["federated.rounds=2.5"], "federated.rounds: expected an integer, got 2.5"),
         (['detect.local_thresholds="false"'], "detect.local_thresholds: expected true or false, got 'false'"),
         (["federated.fraction_fit=1.5"], "federated.fraction_fit must be in (0, 1], got 1.5"),
-        (["detect.threshold=\"median\""], "detect.threshold: expected one of 'mean-std', 'quantile'"),
+        (['detect.threshold="median"'], "detect.threshold: expected one of 'mean-std', 'quantile'"),
         (["trian.lr=0.1"], "unknown key 'trian'"),
         (["variants=3"], "variants must be an array of tables"),
     ],

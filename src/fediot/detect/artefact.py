@@ -44,7 +44,7 @@ FORMAT_VERSION = 2
 
 @dataclass(frozen=True, slots=True)
 class DetectorArtefact:
-    """The content of a detector file (plain values; :class:`~fediot.detect.detector.AnomalyDetector` builds on it).
+    """The content of a detector file: plain values that ``AnomalyDetector`` is built from.
 
     Attributes
     ----------
@@ -115,7 +115,9 @@ def _validate(art: DetectorArtefact, where: str) -> None:
         raise DataError("the detector has no weights", path=where)
     for name, w in art.weights.items():
         if not np.isfinite(w).all():
-            raise DataError(f"weight {name!r} holds non-finite values: refusing a detector that flags nothing", path=where)
+            raise DataError(
+                f"weight {name!r} holds non-finite values: refusing a detector that flags nothing", path=where
+            )
     first = next(iter(art.weights.values()))
     if first.ndim != 2 or first.shape[1] != art.num_features:
         raise DataError(
@@ -126,16 +128,16 @@ def _validate(art: DetectorArtefact, where: str) -> None:
         raise DataError("the scaler has no per-feature arrays", path=where)
     for name, a in arrays.items():
         if a.shape != (art.num_features,):
-            raise DataError(f"scaler {name!r} has shape {a.shape}, expected ({art.num_features},)", path=where)
+            raise DataError(
+                f"scaler {name!r} has shape {a.shape}, expected ({art.num_features},)", path=where
+            )
         if not np.isfinite(a).all():
             raise DataError(f"scaler {name!r} holds non-finite values", path=where)
     _finite_number(art.threshold, "threshold", where)
     for device, value in art.device_thresholds.items():
         _finite_number(value, f"device threshold of {device!r}", where)
     if art.feature_names is not None and len(art.feature_names) != art.num_features:
-        raise DataError(
-            f"{len(art.feature_names)} feature names for {art.num_features} features", path=where
-        )
+        raise DataError(f"{len(art.feature_names)} feature names for {art.num_features} features", path=where)
     if art.window < 1:
         raise DataError(f"window must be >= 1, got {art.window}", path=where)
 
@@ -177,7 +179,10 @@ def save_artefact(path: str | Path, art: DetectorArtefact) -> Path:
         "dataset": art.dataset,
         "train_loss": None if math.isnan(art.train_loss) else float(art.train_loss),
         "seed": int(art.seed),
-        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)} for k, a in arrays.items()},
+        "arrays": {
+            k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)}
+            for k, a in arrays.items()
+        },
     }
     payload = {**arrays, "meta": np.frombuffer(json.dumps(meta, allow_nan=False).encode(), dtype=np.uint8)}
 
@@ -238,7 +243,9 @@ def load_artefact(path: str | Path) -> DetectorArtefact:
             if list(a.shape) != list(rec["shape"]) or str(a.dtype) != rec["dtype"]:
                 raise DataError(f"array {name!r} has shape/dtype {a.shape}/{a.dtype}, recorded {rec}", path=p)
             if _digest(a) != rec["sha256"]:
-                raise DataError(f"array {name!r} was altered (sha256 mismatch): refusing a tampered detector", path=p)
+                raise DataError(
+                    f"array {name!r} was altered (sha256 mismatch): refusing a tampered detector", path=p
+                )
         weights = {name: arrays[f"weights/{name}"].astype(np.float32) for name in meta["weight_names"]}
         scaler: dict[str, Any] = dict(meta["scaler"])
         scaler.update({k.removeprefix("scaler/"): v for k, v in arrays.items() if k.startswith("scaler/")})

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from fediot.config import set_dotted
 from fediot.errors import ConfigError
 
 __all__ = ["apply_overrides", "available_configs", "load_config"]
@@ -59,12 +60,5 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         dotted, raw = item.split("=", 1)
-        keys = dotted.strip().split(".")
-        node = out
-        for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {key!r} is not a section")
-            node = child
-        node[keys[-1]] = _parse_value(raw.strip())
+        set_dotted(out, dotted, _parse_value(raw.strip()))
     return out

@@ -49,9 +49,12 @@ from fediot.federated.strategy import Strategy
 from fediot.federated.types import ClientUpdate, Config, Scalar, Weights, weights_nbytes
 
 __all__ = [
+    "TRAIN",
     "ClientFailure",
     "EngineState",
     "FederationResult",
+    "Reply",
+    "Request",
     "RoundFailedError",
     "RoundRecord",
     "Transport",
@@ -73,38 +76,49 @@ class ClientFailure(Exception):
     """A client did not reply in time, replied with an error, or sent a reply that was rejected."""
 
 
-class Transport(Protocol):
-    """Carries the engine's requests to clients and brings their replies back (in request order).
+TRAIN = "train"
+"""The kind of a training request (every other kind names a statistics query)."""
 
-    A reply is a :class:`ClientUpdate` (``fit``) or an encoded summary dict (``query``), or an exception
-    (the client failed, timed out or is gone).
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the server sends to every addressed client in one exchange.
+
+    Attributes
+    ----------
+    kind : str
+        :data:`TRAIN`, or a statistics query (``feature_stats``, ``error_stats``).
+    server_round : int
+        The round (0 for the statistics rounds).
+    weights : Weights or None
+        The global weights (training, ``error_stats``).
+    config : Config
+        Training instructions, or the query's parameters.
+    scaler : Scaler or None
+        The federated scaler the client scales its rows with (sent every time: a Flower message may run in
+        a fresh process).
     """
+
+    kind: str
+    server_round: int
+    weights: Weights | None
+    config: Config
+    scaler: Scaler | None = None
+
+
+Reply = ClientUpdate | dict[str, Any] | Exception
+"""A client's answer: an update (training), an encoded summary (query), or why it failed."""
+
+
+class Transport(Protocol):
+    """Carries the engine's requests to clients and brings their replies back, in request order."""
 
     def available(self) -> list[str]:
         """Return the ids of the clients that can be asked now, in the order selection draws from."""
         ...
 
-    def fit(
-        self,
-        server_round: int,
-        client_ids: Sequence[str],
-        weights: Weights,
-        config: Config,
-        scaler: Scaler | None,
-    ) -> list[ClientUpdate | Exception]:
-        """Ask ``client_ids`` to train from ``weights`` with ``config`` (rows scaled by ``scaler``)."""
-        ...
-
-    def query(
-        self,
-        name: str,
-        client_ids: Sequence[str],
-        *,
-        weights: Weights | None,
-        scaler: Scaler | None,
-        config: Config,
-    ) -> list[dict[str, Any] | Exception]:
-        """Ask ``client_ids`` for the statistics ``name``; each answer is an encoded summary dict."""
+    def send(self, client_ids: Sequence[str], request: Request) -> list[Reply]:
+        """Send ``request`` to each of ``client_ids``; return each one's reply or failure, in order."""
         ...
 
 
@@ -343,18 +357,19 @@ def run_rounds(
         selected = select_clients(rng, ids, fraction_fit, min(min_fit_clients, len(ids)))
         config: dict[str, Scalar] = dict(fit_config(server_round) if fit_config else {})
         config["server-round"] = server_round
-        replies = transport.fit(server_round, selected, weights, config, scaler)
+        replies = transport.send(selected, Request(TRAIN, server_round, weights, config, scaler))
         updates: list[ClientUpdate] = []
         failures = 0
         rejected: list[str] = []
         reasons: list[str] = []
         for cid, reply in zip(selected, replies, strict=True):
-            if isinstance(reply, Exception):
+            if not isinstance(reply, ClientUpdate):
+                failure = reply if isinstance(reply, Exception) else ClientFailure("replied with statistics")
                 if not tolerate_failures:
-                    raise reply
+                    raise failure
                 failures += 1
-                reasons.append(f"{cid}: {reply}")
-                log.warning("round %d: client %s failed: %s", server_round, cid, reply)
+                reasons.append(f"{cid}: {failure}")
+                log.warning("round %d: client %s failed: %s", server_round, cid, failure)
                 continue
             why = check_update(reply, weights)
             if why is not None:
@@ -413,13 +428,15 @@ def collect_summaries(
         If fewer than ``min_replies`` valid summaries arrive (or, without ``tolerate_failures``, any fails).
     """
     ids = transport.available()
-    replies = transport.query(name, ids, weights=weights, scaler=scaler, config=config)
+    replies = transport.send(ids, Request(name, 0, weights, config, scaler))
     out: dict[str, ErrorSummary] = {}
     reasons: list[str] = []
     for cid, reply in zip(ids, replies, strict=True):
         try:
             if isinstance(reply, Exception):
                 raise reply
+            if not isinstance(reply, dict):
+                raise ClientFailure("replied with an update instead of statistics")
             out[cid] = decode_summary(reply)
         except Exception as exc:
             if not tolerate_failures:

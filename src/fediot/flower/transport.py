@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fediot.config import ServerConfig
 from fediot.errors import ConfigError
-from fediot.federated.engine import ClientFailure, RoundFailedError
-from fediot.federated.types import ClientUpdate, Config, Weights
+from fediot.federated.engine import TRAIN, ClientFailure, Reply, Request, RoundFailedError
 from fediot.flower.codec import (
     ARRAYS_KEY,
     CONFIG_KEY,
@@ -31,8 +30,6 @@ from fediot.flower.codec import (
 if TYPE_CHECKING:
     from flwr.app import Message, RecordDict
     from flwr.serverapp import Grid
-
-    from fediot.data.scaling import Scaler
 
 __all__ = ["CLIENT_ID_KEY", "IDENTIFY", "GridTransport", "discover_clients", "send_and_receive"]
 
@@ -158,76 +155,39 @@ class GridTransport:
             self._connected = True
         return sorted(self.nodes.values())
 
-    def _exchange(
-        self, client_ids: Sequence[str], message_type: str, records: dict[str, Any], group: int
-    ) -> list[Message | ClientFailure]:
+    def send(self, client_ids: Sequence[str], request: Request) -> list[Reply]:
+        """Send ``train`` or ``query.<kind>`` messages (weights, config, scaler) and decode the replies."""
         import_flwr()
         from flwr.app import RecordDict
 
+        records: dict[str, Any] = {CONFIG_KEY: config_to_configrecord(request.config)}
+        if request.weights is not None:
+            records[ARRAYS_KEY] = weights_to_arrayrecord(request.weights)
+        if request.scaler is not None:
+            records.update(scaler_to_records(request.scaler))
+        training = request.kind == TRAIN
+        message_type = TRAIN if training else f"query.{request.kind}"
         by_client = {cid: nid for nid, cid in self.nodes.items()}
         content = RecordDict(records)
-        messages = [_message(content, by_client[cid], message_type, group) for cid in client_ids]
+        messages = [
+            _message(content, by_client[cid], message_type, request.server_round) for cid in client_ids
+        ]
         replies = send_and_receive(
             self.grid, messages, timeout=self.server.round_timeout, poll_interval=self.server.poll_interval
         )
-        out: list[Message | ClientFailure] = []
+        out: list[Reply] = []
         for reply in replies:
             if reply is None:
                 out.append(ClientFailure(f"no reply within {self.server.round_timeout:.0f} s"))
             elif reply.has_error():
                 out.append(ClientFailure(str(reply.error.reason)))
             else:
-                out.append(reply)
-        return out
-
-    def fit(
-        self,
-        server_round: int,
-        client_ids: Sequence[str],
-        weights: Weights,
-        config: Config,
-        scaler: Scaler | None,
-    ) -> list[ClientUpdate | Exception]:
-        """Send ``train`` messages (weights, config, scaler) and decode the replies."""
-        records: dict[str, Any] = {
-            ARRAYS_KEY: weights_to_arrayrecord(weights),
-            CONFIG_KEY: config_to_configrecord(config),
-        }
-        if scaler is not None:
-            records.update(scaler_to_records(scaler))
-        out: list[ClientUpdate | Exception] = []
-        for reply in self._exchange(client_ids, "train", records, server_round):
-            if isinstance(reply, Exception):
-                out.append(reply)
-                continue
-            try:
-                out.append(recorddict_to_update(reply.content))
-            except (KeyError, TypeError, ValueError) as exc:
-                out.append(ClientFailure(f"malformed reply: {exc}"))
-        return out
-
-    def query(
-        self,
-        name: str,
-        client_ids: Sequence[str],
-        *,
-        weights: Weights | None,
-        scaler: Scaler | None,
-        config: Config,
-    ) -> list[dict[str, Any] | Exception]:
-        """Send ``query.<name>`` messages and decode each answer's summary."""
-        records: dict[str, Any] = {CONFIG_KEY: config_to_configrecord(config)}
-        if weights is not None:
-            records[ARRAYS_KEY] = weights_to_arrayrecord(weights)
-        if scaler is not None:
-            records.update(scaler_to_records(scaler))
-        out: list[dict[str, Any] | Exception] = []
-        for reply in self._exchange(client_ids, f"query.{name}", records, 0):
-            if isinstance(reply, Exception):
-                out.append(reply)
-                continue
-            try:
-                out.append(records_to_plain(reply.content, SUMMARY_KEY))
-            except (KeyError, TypeError, ValueError) as exc:
-                out.append(ClientFailure(f"malformed reply: {exc}"))
+                try:
+                    out.append(
+                        recorddict_to_update(reply.content)
+                        if training
+                        else records_to_plain(reply.content, SUMMARY_KEY)
+                    )
+                except (KeyError, TypeError, ValueError) as exc:
+                    out.append(ClientFailure(f"malformed reply: {exc}"))
         return out

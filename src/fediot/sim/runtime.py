@@ -18,7 +18,7 @@ from fediot.data.scaling import Scaler
 from fediot.errors import ConfigError
 from fediot.federated import engine
 from fediot.federated.client import Client, answer_query
-from fediot.federated.engine import RoundRecord
+from fediot.federated.engine import TRAIN, Reply, Request, RoundRecord
 from fediot.federated.strategy import Strategy
 from fediot.federated.types import ClientUpdate, Config, Weights
 
@@ -115,36 +115,20 @@ class InProcessTransport:
                 set_scaler(scaler)
                 self._scaled_with[cid] = id(scaler)
 
-    def fit(
-        self,
-        server_round: int,
-        client_ids: Sequence[str],
-        weights: Weights,
-        config: Config,
-        scaler: Scaler | None,
-    ) -> list[ClientUpdate | Exception]:
-        """Run the executor on the selected clients."""
-        del server_round
-        self._apply(client_ids, scaler)
-        return self.executor.fit_round(
-            [self.clients[cid] for cid in client_ids], weights, config, fail_fast=self.fail_fast
-        )
-
-    def query(
-        self,
-        name: str,
-        client_ids: Sequence[str],
-        *,
-        weights: Weights | None,
-        scaler: Scaler | None,
-        config: Config,
-    ) -> list[dict[str, Any] | Exception]:
-        """Answer the statistics query on each client (:func:`fediot.federated.client.answer_query`)."""
-        self._apply(client_ids, scaler)
-        out: list[dict[str, Any] | Exception] = []
-        for cid in client_ids:
+    def send(self, client_ids: Sequence[str], request: Request) -> list[Reply]:
+        """Train the selected clients with the executor, or answer a statistics query on each."""
+        self._apply(client_ids, request.scaler)
+        clients = [self.clients[cid] for cid in client_ids]
+        if request.kind == TRAIN:
+            if request.weights is None:
+                raise ValueError("a training request needs the global weights")
+            return list(
+                self.executor.fit_round(clients, request.weights, request.config, fail_fast=self.fail_fast)
+            )
+        out: list[Reply] = []
+        for client in clients:
             try:
-                out.append(answer_query(self.clients[cid], name, weights, config))
+                out.append(answer_query(client, request.kind, request.weights, request.config))
             except Exception as exc:
                 if self.fail_fast:
                     raise
