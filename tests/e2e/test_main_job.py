@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fediot.cli import DEFAULT_EXPERIMENT
+from fediot.detect.detector import AnomalyDetector
 from fediot.experiments.runner import run_experiment
 
 VARIANTS = ("FL", "centralized", "local", "local-cross")
@@ -57,3 +58,11 @@ def test_default_job_on_the_gateway_dataset(tmp_path: Path, monkeypatch: pytest.
     for png in ("loss.png", "clients.png", "scores.png"):
         assert f"]({png})" in report
         assert (out / png).is_file()
+    # the FL detector is saved beside the results: what `fediot detect` takes
+    detector = AnomalyDetector.load(out / "detector.npz")
+    assert detector.threshold_ == fl["threshold"]
+    assert detector.training_["variant"] == "FL"
+    assert detector.training_["federated"]["rounds"] == 4
+    assert detector.window_ == 10
+    assert detector.dataset_["clients"] == num_clients
+    assert not list(out.glob(".staging-*"))

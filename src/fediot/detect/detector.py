@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +14,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from fediot.data.scaling import MinMaxScaler, Scaler, StandardScaler, SufficientStats, scaler_from_dict
+from fediot.detect.artefact import FORMAT_VERSION, DetectorArtefact, load_artefact, save_artefact
 from fediot.detect.threshold import ThresholdRule, fit_threshold
 from fediot.detect.window import window_vote
 from fediot.errors import DataError
@@ -32,10 +32,6 @@ from fediot.models.weights import Weights
 
 __all__ = ["FORMAT_VERSION", "AnomalyDetector"]
 
-FORMAT_VERSION = 1
-"""Version of the artefact :meth:`AnomalyDetector.save` writes; :meth:`AnomalyDetector.load` reads only it."""
-
-_FORMAT_NAME = "fediot.AnomalyDetector"
 DEFAULT_TRAIN_CONFIG = TrainConfig(epochs=20, batch_size=32, lr=1e-3, optimizer="adam")
 
 
@@ -84,7 +80,19 @@ class AnomalyDetector:
     n_features_in_ : int
     train_loss_ : float
         Mean training loss of the last epoch (NaN when assembled from parts).
+    device_thresholds_ : dict of str to float
+        Per-device calibrated thresholds (see :meth:`threshold_for`).
+    feature_set_ : str
+    window_ : int
+    training_, dataset_ : dict
+        Training configuration and dataset fingerprint (recorded in the saved artefact).
     """
+
+    device_thresholds_: dict[str, float]
+    feature_set_: str
+    window_: int
+    training_: dict[str, Any]
+    dataset_: dict[str, Any]
 
     def __init__(
         self,
@@ -158,6 +166,12 @@ class AnomalyDetector:
                 _check_names(names, opt_names, "x_opt_benign")
             opt_errors = self._errors(x_opt)
         self.threshold_ = fit_threshold(opt_errors, rule)
+        self.device_thresholds_ = {}
+        self.feature_set_ = "nbaiot"
+        self.window_ = 1
+        self.training_ = {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr}
+        self.training_.update({"optimizer": config.optimizer, "scaler": self.scaler, "seed": self.seed})
+        self.dataset_ = {"train_rows": int(stats.count)}
         return self
 
     @classmethod
@@ -170,6 +184,11 @@ class AnomalyDetector:
         feature_names: Sequence[str] | None = None,
         config: AutoencoderConfig | None = None,
         threshold_rule: ThresholdRule | None = None,
+        device_thresholds: Mapping[str, float] | None = None,
+        feature_set: str = "nbaiot",
+        window: int = 1,
+        training: Mapping[str, Any] | None = None,
+        dataset: Mapping[str, Any] | None = None,
     ) -> AnomalyDetector:
         """Assemble a fitted detector from a (global) model, a (federated) scaler and threshold.
 
@@ -184,6 +203,14 @@ class AnomalyDetector:
             Required when ``model`` is a list of weights; defaults to the module's own config.
         threshold_rule : ThresholdRule, optional
             The rule ``threshold`` came from (recorded only; default ``ThresholdRule()``).
+        device_thresholds : mapping of str to float, optional
+            Per-device (calibrated or local) thresholds by device MAC or client id.
+        feature_set : str
+            The feature set the rows come from (``nbaiot``: N-BaIoT's 115 columns).
+        window : int
+            Window size of the majority vote the detector is meant to be used with.
+        training, dataset : mapping, optional
+            The training configuration and the dataset fingerprint (recorded in the artefact).
         """
         if isinstance(model, Autoencoder):
             ae_config = model.config if config is None else config
@@ -212,6 +239,11 @@ class AnomalyDetector:
         det.feature_names_in_ = names
         det.n_features_in_ = ae_config.num_features
         det.train_loss_ = float("nan")
+        det.device_thresholds_ = {str(k): float(v) for k, v in (device_thresholds or {}).items()}
+        det.feature_set_ = feature_set
+        det.window_ = int(window)
+        det.training_ = dict(training or {})
+        det.dataset_ = dict(dataset or {})
         return det
 
     # ------------------------------------------------------------------ scoring
@@ -266,52 +298,50 @@ class AnomalyDetector:
 
     # ------------------------------------------------------------------ persistence (the only I/O here)
 
-    def _artefact(self) -> dict[str, Any]:
-        scaler = {
-            k: torch.from_numpy(np.array(v, dtype=np.float64)) if isinstance(v, np.ndarray) else v
-            for k, v in self.scaler_.to_dict().items()
-        }
+    def threshold_for(self, device: str | None) -> float:
+        """Return ``device``'s calibrated threshold, or the global ``threshold_`` for an unknown device."""
+        self._check_fitted()
+        if device is None:
+            return self.threshold_
+        return float(self.device_thresholds_.get(device, self.threshold_))
+
+    def to_artefact(self) -> DetectorArtefact:
+        """Return everything :meth:`save` writes, as a :class:`~fediot.detect.artefact.DetectorArtefact`."""
+        self._check_fitted()
         config = self.module_.config
-        return {
-            "format": _FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "autoencoder": {"num_features": config.num_features, "ratios": list(config.ratios)},
-            "state_dict": {k: v.detach().cpu().clone() for k, v in self.module_.state_dict().items()},
-            "scaler": scaler,
-            "threshold": float(self.threshold_),
-            "threshold_rule": self.threshold_rule_.to_dict(),
-            "feature_names": None if self.feature_names_in_ is None else list(self.feature_names_in_),
-            "train_loss": float(self.train_loss_),
-            "params": {"seed": int(self.seed)},
-        }
+        return DetectorArtefact(
+            weights={
+                k: v.detach().cpu().numpy().astype(np.float32) for k, v in self.module_.state_dict().items()
+            },
+            num_features=config.num_features,
+            ratios=tuple(config.ratios),
+            scaler=self.scaler_.to_dict(),
+            threshold=float(self.threshold_),
+            threshold_rule=self.threshold_rule_.to_dict(),
+            device_thresholds=dict(self.device_thresholds_),
+            feature_set=self.feature_set_,
+            feature_names=self.feature_names_in_,
+            window=self.window_,
+            training=dict(self.training_),
+            dataset=dict(self.dataset_),
+            train_loss=float(self.train_loss_),
+            seed=int(self.seed),
+        )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the fitted detector to one versioned ``.pt`` file, atomically; return its path.
+        """Write the fitted detector to one versioned file, atomically; return its path.
 
-        The file holds only tensors and plain containers (loadable with ``weights_only=True``): format name
-        and version, autoencoder config and weights, scaler arrays, threshold and its rule, feature names.
-        It is written to a temporary file in the same folder, then moved into place with ``os.replace``.
+        The file (:mod:`fediot.detect.artefact`: ``.npz`` + JSON, no pickle) holds the autoencoder,
+        scaler, thresholds (global and per device), feature set and names, window, training configuration
+        and dataset fingerprint. A detector with non-finite parameters is refused, and nothing is written.
         """
-        self._check_fitted()
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(self._artefact(), fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return save_artefact(Path(path), self.to_artefact())
 
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], *, feature_names: Sequence[str] | None = None
     ) -> AnomalyDetector:
-        """Read a detector written by :meth:`save`.
+        """Read a detector written by :meth:`save` (never unpickles anything).
 
         Parameters
         ----------
@@ -322,41 +352,34 @@ class AnomalyDetector:
         Raises
         ------
         DataError
-            If the file is missing or not a detector artefact, has another format version, or its feature
-            names differ from ``feature_names`` (names the first mismatch).
+            If the file is missing, truncated, altered, not a detector artefact, of another format version,
+            not finite, or its feature names differ from ``feature_names`` (names the first mismatch).
         """
         p = Path(path)
-        try:
-            blob = torch.load(p, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise DataError("no such detector file", path=p) from None
-        except Exception as exc:  # torch raises several types for a corrupt or foreign file
-            reason = f"{type(exc).__name__}: {exc}"
-            raise DataError(f"not a readable detector artefact ({reason})", path=p) from exc
-        if not isinstance(blob, Mapping) or blob.get("format") != _FORMAT_NAME:
-            raise DataError("not a fediot AnomalyDetector artefact", path=p)
-        if blob.get("format_version") != FORMAT_VERSION:
-            raise DataError(
-                f"detector format version {blob.get('format_version')!r}, this fediot reads {FORMAT_VERSION}",
-                path=p,
-            )
-        saved_names = blob["feature_names"]
+        art = load_artefact(p)
         if feature_names is not None:
-            if saved_names is None:
+            if art.feature_names is None:
                 raise DataError("the detector was saved without feature names; cannot check them", path=p)
-            _check_names(saved_names, tuple(feature_names), f"{p}")
-        ae = blob["autoencoder"]
-        config = AutoencoderConfig(num_features=int(ae["num_features"]), ratios=tuple(ae["ratios"]))
-        module = Autoencoder(config)
-        module.load_state_dict(blob["state_dict"])
-        scaler_dict = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in blob["scaler"].items()}
+            _check_names(art.feature_names, tuple(feature_names), f"{p}")
+        module = Autoencoder(AutoencoderConfig(num_features=art.num_features, ratios=art.ratios))
+        try:
+            module.load_state_dict({k: torch.from_numpy(v) for k, v in art.weights.items()})
+            scaler = scaler_from_dict(art.scaler)
+            rule = ThresholdRule.from_dict(art.threshold_rule)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise DataError(f"inconsistent detector artefact ({type(exc).__name__}: {exc})", path=p) from None
         det = cls.from_parts(
             module,
-            scaler_from_dict(scaler_dict),
-            float(blob["threshold"]),
-            feature_names=saved_names,
-            threshold_rule=ThresholdRule.from_dict(blob["threshold_rule"]),
+            scaler,
+            art.threshold,
+            feature_names=art.feature_names,
+            threshold_rule=rule,
+            device_thresholds=art.device_thresholds,
+            feature_set=art.feature_set,
+            window=art.window,
+            training=art.training,
+            dataset=art.dataset,
         )
-        det.seed = int(blob["params"]["seed"])
-        det.train_loss_ = float(blob["train_loss"])
+        det.seed = art.seed
+        det.train_loss_ = art.train_loss
         return det

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from fediot.config import (
 )
 from fediot.data.anomaly import AnomalyDataset
 from fediot.data.scaling import Scaler, SufficientStats, make_scaler, scaler_inputs
+from fediot.detect.detector import AnomalyDetector
 from fediot.detect.evaluate import ClientEvaluation, evaluate_scores, summarize_evaluations
 from fediot.detect.threshold import ThresholdRule, fit_threshold
 from fediot.errors import ConfigError
@@ -34,7 +36,7 @@ from fediot.models.weights import get_weights, init_module, set_weights
 from fediot.sim.batched import BatchedAutoencoderExecutor
 from fediot.sim.runtime import InProcessTransport
 
-__all__ = ["AnomalyConfig", "VariantSpec", "run_variant"]
+__all__ = ["AnomalyConfig", "VariantSpec", "dataset_fingerprint", "run_variant"]
 
 VariantKind = Literal["federated", "centralized", "local", "local-cross"]
 
@@ -193,18 +195,20 @@ def run_variant(
     """Run one variant for one seed and return its results.
 
     ``cache`` (one dict per dataset and seed) lets ``local`` and ``local-cross`` share the same trained
-    local models instead of training them twice.
+    local models instead of training them twice; the detectors of the federated and centralized variants
+    land in ``cache["detectors"][spec.name]`` (what ``fediot run`` saves and ``fediot train`` returns).
     """
+    cache = {} if cache is None else cache
     progress = progress or NullProgress()
     factory = _new_model(ds, cfg)
     initial = get_weights(init_module(factory(), init_seed(seed)))
     t0 = time.perf_counter()
     if spec.kind == "federated":
-        res = _run_federated(ds, spec, cfg, factory, initial, seed, progress)
+        res = _run_federated(ds, spec, cfg, factory, initial, seed, progress, cache)
     elif spec.kind == "centralized":
-        res = _run_centralized(ds, cfg, factory, initial, seed, progress)
+        res = _run_centralized(ds, spec, cfg, factory, initial, seed, progress, cache)
     else:
-        res = _run_local(ds, spec, cfg, factory, initial, seed, progress, {} if cache is None else cache)
+        res = _run_local(ds, spec, cfg, factory, initial, seed, progress, cache)
     res["wall_seconds"] = time.perf_counter() - t0
     res["window_applied"] = cfg.detect.window > 1 and ds.time_ordered
     return res
@@ -221,6 +225,45 @@ def _headline(per_test: dict[str, Any], primary: str) -> dict[str, Any]:
     return out
 
 
+def dataset_fingerprint(ds: AnomalyDataset) -> dict[str, Any]:
+    """Identify the training data of a detector: name, protocol, row counts and a sha256 of the rows."""
+    digest = hashlib.sha256()
+    for cid in sorted(ds.clients):
+        split = ds.clients[cid]
+        digest.update(cid.encode())
+        digest.update(np.ascontiguousarray(split.x_train).tobytes())
+        digest.update(np.ascontiguousarray(split.x_opt).tobytes())
+    return {
+        "name": ds.name,
+        "protocol": ds.protocol,
+        "clients": len(ds.clients),
+        "train_rows": sum(int(c.x_train.shape[0]) for c in ds.clients.values()),
+        "opt_rows": sum(int(c.x_opt.shape[0]) for c in ds.clients.values()),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def _detector(
+    ds: AnomalyDataset,
+    cfg: AnomalyConfig,
+    module: Autoencoder,
+    scaler: Scaler,
+    threshold: float,
+    training: dict[str, Any],
+) -> AnomalyDetector:
+    return AnomalyDetector.from_parts(
+        module,
+        scaler,
+        threshold,
+        feature_names=ds.feature_names,
+        threshold_rule=cfg.threshold_rule,
+        feature_set="nbaiot",
+        window=_window(ds, cfg),
+        training=training,
+        dataset=dataset_fingerprint(ds),
+    )
+
+
 def _run_federated(
     ds: AnomalyDataset,
     spec: VariantSpec,
@@ -229,6 +272,7 @@ def _run_federated(
     initial: Weights,
     seed: int,
     progress: Progress,
+    cache: dict[str, Any],
 ) -> dict[str, Any]:
     fl = replace(cfg.variant_config(spec), seed=seed)
     tc = cfg.train_config(fl.federated.local_epochs)
@@ -262,6 +306,8 @@ def _run_federated(
     # Each client scores its own test rows and reports confusion counts.
     module = factory()
     set_weights(module, result.weights)
+    training = {"variant": spec.name, "kind": spec.kind, **fl.to_dict(), "local_thresholds": dict(local)}
+    cache.setdefault("detectors", {})[spec.name] = _detector(ds, cfg, module, scaler, threshold, training)
 
     def score(cid: str, x: NDArray[np.float32]) -> NDArray[np.float64]:
         return _score(module, scaler, x)
@@ -310,17 +356,22 @@ def _score_sample(
 
 def _run_centralized(
     ds: AnomalyDataset,
+    spec: VariantSpec,
     cfg: AnomalyConfig,
     factory: Callable[[], Autoencoder],
     initial: Weights,
     seed: int,
     progress: Progress,
+    cache: dict[str, Any],
 ) -> dict[str, Any]:
     x_train = np.concatenate([c.x_train for c in ds.clients.values()])
     x_opt = np.concatenate([c.x_opt for c in ds.clients.values()])
     progress.task(f"centralized: {cfg.epochs_equivalent} epochs on pooled benign rows", 1)
     module, scaler, threshold, loss = _fit_one(x_train, x_opt, cfg, factory, initial, seed)
     progress.advance(info=f"loss {loss:.5f}")
+    training = {"variant": spec.name, "kind": spec.kind, "epochs": cfg.epochs_equivalent, "seed": seed}
+    training.update(train=flatten_config(cfg.train), detect=flatten_config(cfg.detect))
+    cache.setdefault("detectors", {})[spec.name] = _detector(ds, cfg, module, scaler, threshold, training)
 
     def score(cid: str, x: NDArray[np.float32]) -> NDArray[np.float64]:
         return _score(module, scaler, x)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,11 +18,15 @@ from fediot.errors import ConfigError
 from fediot.experiments.config import apply_overrides, load_config
 from fediot.experiments.progress import NullProgress, Progress
 from fediot.experiments.summary import mean_std
+from fediot.fileio import check_output_dir, publish_outputs
 from fediot.report.io import write_json, write_text
 
 __all__ = ["ExperimentOutput", "load_experiment", "run_experiment"]
 
 log = logging.getLogger(__name__)
+
+OWNED_OUTPUTS = ("results.json", "report.md", "*.png", "detector.npz")
+"""What an experiment writes into ``--out`` (older copies are replaced together; other files are kept)."""
 
 Render = Callable[[dict[str, Any], Path | None], str]
 Runner = Callable[[dict[str, Any], list[int], Progress], tuple[dict[str, Any], Render]]
@@ -69,6 +75,7 @@ def _anomaly(
     config, data = _anomaly_config(cfg)
     per_seed = []
     datasets = []
+    detectors: dict[str, Any] = {}
     for seed in seeds:
         progress.task(f"data: {data.source} (seed {seed})", 1)
         ds = load_anomaly_dataset(data, seed)
@@ -81,6 +88,10 @@ def _anomaly(
                 for spec in config.variants
             }
         )
+        if not detectors:  # the first seed's first federated variant: what `fediot detect` takes
+            federated = [v.name for v in config.variants if v.kind == "federated"]
+            if federated:
+                detectors["detector.npz"] = cache["detectors"][federated[0]]
     ds = datasets[0]
     results: dict[str, Any] = {
         "dataset": ds.name,
@@ -99,7 +110,7 @@ def _anomaly(
         },
         "test_sets": list(ds.test_names),
     }
-    return _finish(results, per_seed), anomaly_markdown
+    return {**_finish(results, per_seed), "_detectors": detectors}, anomaly_markdown
 
 
 def _anomaly_config(cfg: dict[str, Any]) -> tuple[Any, Any]:
@@ -176,11 +187,13 @@ def run_experiment(
     """
     if repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    out = check_output_dir(out)
     kind, cfg = load_experiment(name, overrides)
     runner = EXPERIMENTS[kind]
     seeds = [seed + k for k in range(repeats)]
     t0 = time.perf_counter()
     body, render = runner(cfg, seeds, progress or NullProgress())
+    detectors: dict[str, Any] = body.pop("_detectors", {})
     results: dict[str, Any] = {
         "experiment": str(cfg.get("name", name)),
         "description": cfg.get("description", ""),
@@ -192,8 +205,17 @@ def run_experiment(
         **body,
         "wall_seconds_total": time.perf_counter() - t0,
     }
-    out = Path(out)
-    results_path = write_json(out / "results.json", results)
-    report_path = write_text(out / "report.md", render(results, out))
+    # Outputs as a unit: everything is written into a staging folder, then published together.
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        for file_name, detector in detectors.items():
+            detector.save(staging / file_name)
+        write_text(staging / "report.md", render(results, staging))
+        write_json(staging / "results.json", results)
+        publish_outputs(staging, out, owned=OWNED_OUTPUTS, last="results.json")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    results_path, report_path = out / "results.json", out / "report.md"
     log.info("wrote %s and %s", results_path, report_path)
     return ExperimentOutput(results, results_path, report_path)
