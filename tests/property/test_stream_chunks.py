@@ -1,0 +1,64 @@
+"""Hypothesis: any chunking of a shipped capture gives the batch extractor's rows, bit for bit."""
+
+from __future__ import annotations
+
+import tarfile
+from functools import cache
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fediot.data.paths import shipped_file
+from fediot.features import PacketTable, StreamingExtractor, compute_features_fast, parse_capture, read_pcap
+
+_DEVICES = ("D-LinkSiren", "HueBridge", "EdimaxPlug1101W")
+
+
+@cache
+def _captures() -> dict[str, tuple[PacketTable, np.ndarray]]:
+    """Packets and their batch-extracted rows: three devices' captures as one stream, and two floods."""
+    tables = []
+    with tarfile.open(shipped_file("iot_sentinel/captures_IoT-Sentinel.tar.gz"), "r:gz") as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 3 and parts[1] in _DEVICES and parts[2].endswith(".pcap"):
+                data = tar.extractfile(member)
+                assert data is not None
+                tables.append(parse_capture(data.read(), name=member.name)[0])
+    devices = PacketTable.concat(tables)
+    devices = devices.take(devices.time_order())
+    syn = read_pcap(shipped_file("ddos_pcaps/pkt.TCP.synflood.spoofed.pcap.gz"))[0]
+    out = {
+        "devices": devices,
+        "amp": read_pcap(shipped_file("ddos_pcaps/amp.UDP.bacnet.IOT.37810.pcap.gz"))[0],
+        "syn": syn.take(np.arange(6000)),
+    }
+    return {name: (packets, compute_features_fast(packets)) for name, packets in out.items()}
+
+
+@st.composite
+def chunked(draw: st.DrawFn) -> tuple[str, list[int]]:
+    """A capture name and sorted cut points (repeats give empty chunks)."""
+    name = draw(st.sampled_from(["devices", "amp", "syn"]))
+    n = len(_captures()[name][0])
+    cuts = draw(st.lists(st.integers(0, n), max_size=30))
+    return name, sorted(cuts)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunked())
+def test_any_chunking_gives_the_batch_rows(case: tuple[str, list[int]]) -> None:
+    # Prepare
+    name, cuts = case
+    packets, batch = _captures()[name]
+    bounds = [0, *cuts, len(packets)]
+    extractor = StreamingExtractor()
+
+    # Execute
+    rows = [extractor.feed(packets.take(np.arange(a, b))) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    # Assert
+    np.testing.assert_array_equal(np.vstack(rows), batch)
+    assert extractor.num_packets == len(packets)
+    assert set(extractor.evictions.values()) == {0}
