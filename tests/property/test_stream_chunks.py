@@ -12,22 +12,22 @@ from hypothesis import strategies as st
 from fediot.data.paths import shipped_file
 from fediot.features import PacketTable, StreamingExtractor, compute_features_fast, parse_capture, read_pcap
 
-_DEVICES = ("D-LinkSiren", "HueBridge", "EdimaxPlug1101W")
+_DEVICES = ("D-LinkSiren", "HueBridge")
 
 
 @cache
 def _captures() -> dict[str, tuple[PacketTable, np.ndarray]]:
-    """Packets and their batch-extracted rows: three devices' captures as one stream, and two floods."""
-    tables = []
+    """Packets and their batch-extracted rows: two devices' captures as one stream, and two floods."""
+    tables = {}
     with tarfile.open(shipped_file("iot_sentinel/captures_IoT-Sentinel.tar.gz"), "r:gz") as tar:
-        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+        for member in tar:  # one sequential pass over the archive
             parts = member.name.split("/")
             if member.isfile() and len(parts) == 3 and parts[1] in _DEVICES and parts[2].endswith(".pcap"):
                 data = tar.extractfile(member)
                 assert data is not None
-                tables.append(parse_capture(data.read(), name=member.name)[0])
-    devices = PacketTable.concat(tables)
-    devices = devices.take(devices.time_order())
+                tables[member.name] = parse_capture(data.read(), name=member.name)[0]
+    devices = PacketTable.concat([tables[name] for name in sorted(tables)])
+    devices = devices.take(devices.time_order()[:8000])  # the first 8,000 packets, from many files
     syn = read_pcap(shipped_file("ddos_pcaps/pkt.TCP.synflood.spoofed.pcap.gz"))[0]
     out = {
         "devices": devices,
@@ -46,7 +46,7 @@ def chunked(draw: st.DrawFn) -> tuple[str, list[int]]:
     return name, sorted(cuts)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chunked())
 def test_any_chunking_gives_the_batch_rows(case: tuple[str, list[int]]) -> None:
     # Prepare

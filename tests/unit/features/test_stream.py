@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -181,3 +182,30 @@ def test_empty_batches_change_nothing() -> None:
 def test_max_streams_below_16_is_rejected(bad: int) -> None:
     with pytest.raises(ConfigError, match="max_streams must be an integer >= 16 or None"):
         StreamingExtractor(max_streams=bad)
+
+
+# sha256 (first 16 hex digits) of the float64 feature matrices that the batch extractor produced before it
+# became a StreamingExtractor fed once (commit 44ea7f9, np.unique stream ids); same machine type as CI.
+_BEFORE_STREAMING = {
+    "amp": "f00a04bee5e3ebf1",
+    "syn": "f50a68e1314680c8",
+    "two_devices": "ada5c0c035cf5b7b",
+}
+
+
+def test_batch_features_are_byte_identical_to_the_extractor_before_streaming(fast_pcaps: list[Path]) -> None:
+    # Prepare
+    sources: dict[str, list[Path]] = {
+        "amp": [shipped_file(AMP)],
+        "syn": [shipped_file(SYN)],
+        "two_devices": fast_pcaps,
+    }
+
+    # Execute
+    digests = {
+        name: hashlib.sha256(extract_features(paths)[0].tobytes()).hexdigest()[:16]
+        for name, paths in sources.items()
+    }
+
+    # Assert
+    assert digests == _BEFORE_STREAMING
