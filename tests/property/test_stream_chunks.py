@@ -62,3 +62,23 @@ def test_any_chunking_gives_the_batch_rows(case: tuple[str, list[int]]) -> None:
     np.testing.assert_array_equal(np.vstack(rows), batch)
     assert extractor.num_packets == len(packets)
     assert set(extractor.evictions.values()) == {0}
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunked())
+def test_with_a_small_cap_any_chunking_gives_the_same_evictions_and_rows(case: tuple[str, list[int]]) -> None:
+    # Prepare: 256 streams per table, far fewer than every capture has
+    name, cuts = case
+    packets = _captures()[name][0]
+    bounds = [0, *cuts, len(packets)]
+    whole = StreamingExtractor(max_streams=256)
+    expected = whole.feed(packets)
+    extractor = StreamingExtractor(max_streams=256)
+
+    # Execute
+    rows = [extractor.feed(packets.take(np.arange(a, b))) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    # Assert
+    np.testing.assert_array_equal(np.vstack(rows), expected)
+    assert extractor.evictions == whole.evictions
+    assert extractor.evictions["HpHp"] > 0

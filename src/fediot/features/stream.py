@@ -27,14 +27,16 @@ remembered last times of purged jitter streams) holds at most ``max_streams`` st
 Only eviction makes the output differ from the unbounded extractor, and only for a stream that is seen
 again after it was evicted: it restarts as a new stream (weight ``1`` instead of its decayed weight plus
 ``1``, mean and variance of the new packets only, covariance from 0; a jitter stream whose gap was also
-forgotten reports 0 instead of the gap). Streams seen within ``1 / lambda`` seconds are evicted only when
-more than ``max_streams`` streams were active in that time. While no table reaches the cap,
-:attr:`StreamingExtractor.evictions` stays 0 for every table and the rows are bit-identical to the
+forgotten reports 0 instead of the gap). A stream is evicted only when at least ``max_streams -
+max_streams // 16`` other streams of its table were seen after its last packet. While no table reaches the
+cap, :attr:`StreamingExtractor.evictions` stays 0 for every table and the rows are bit-identical to the
 unbounded extractor. Eviction order depends only on the packets fed, never on how they were chunked.
 
-Memory: about 2.6 kB per stream at the cap with the five N-BaIoT lambdas when every table is full (the
-``HH`` and ``HpHp`` pair rows are 73 floats each); :attr:`StreamingExtractor.memory_bytes` reports the
-exact figure. The default cap (131,072 streams per table) bounds the state at about 0.35 GB.
+Memory: with the five N-BaIoT lambdas, a table row plus its share of the hash table costs 256 (``MI_dir``),
+232 (``H``), 760 (``HH``), 328 (``HH_jit``), 808 (``HpHp``) and 208 (``HH_jit_gaps``) bytes, 2,592 bytes
+for one stream in every table. The state is at most 2,592 * ``max_streams`` bytes; below the cap, tables
+double when full, so they hold at most twice the bytes of the streams tracked. The default cap (131,072
+streams per table) bounds it at 340 MB; :attr:`StreamingExtractor.memory_bytes` reports the figure now.
 
 Adding a feature set: a new group of statistics is a new stream table (a key width in
 :data:`fediot.features.keys.KEY_WORDS`, a row width) and a block of the per-packet loop in
