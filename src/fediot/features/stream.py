@@ -204,7 +204,7 @@ class StreamingExtractor:
     def __init__(
         self, config: AfterImageConfig | None = None, *, max_streams: int | None = DEFAULT_MAX_STREAMS
     ):
-        if max_streams is not None and (isinstance(max_streams, bool) or not max_streams >= 16):
+        if max_streams is not None and (type(max_streams) is not int or max_streams < 16):
             raise ConfigError(f"max_streams must be an integer >= 16 or None, got {max_streams!r}")
         self.config = config or AfterImageConfig()
         self.max_streams = max_streams

@@ -180,7 +180,7 @@ def test_empty_batches_change_nothing() -> None:
     assert extractor.num_packets == len(packets)
 
 
-@pytest.mark.parametrize("bad", [0, 15, -1, True])
+@pytest.mark.parametrize("bad", [0, 15, -1, True, 100.0])
 def test_max_streams_below_16_is_rejected(bad: int) -> None:
     with pytest.raises(ConfigError, match="max_streams must be an integer >= 16 or None"):
         StreamingExtractor(max_streams=bad)
