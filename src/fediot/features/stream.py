@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from fediot.errors import ConfigError
+from fediot.errors import ConfigError, DataError
 from fediot.features.afterimage_fast import (
     TABLE_HH,
     TABLE_HP,
@@ -265,7 +265,14 @@ class StreamingExtractor:
         -------
         ndarray of shape (n_packets, num_features), float64
             Row ``i`` is the features of ``packets`` row ``i``, in ``feature_names(config.lambdas)`` order.
+
+        Raises
+        ------
+        DataError
+            If ``packets`` is not a PacketTable.
         """
+        if not isinstance(packets, PacketTable):
+            raise DataError(f"StreamingExtractor.feed expects a PacketTable, got {type(packets).__name__}")
         n = len(packets)
         out = np.empty((n, self.num_features), dtype=np.float64)
         if n == 0:

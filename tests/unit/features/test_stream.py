@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fediot.data.paths import shipped_file
-from fediot.errors import ConfigError
+from fediot.errors import ConfigError, DataError
 from fediot.features import (
     AfterImageConfig,
     PacketTable,
@@ -211,3 +211,8 @@ def test_batch_features_are_byte_identical_to_the_extractor_before_streaming(fas
 
     # Assert
     assert digests == _BEFORE_STREAMING
+
+
+def test_feeding_something_else_than_a_packet_table_fails_with_one_line() -> None:
+    with pytest.raises(DataError, match="feed expects a PacketTable, got ndarray"):
+        StreamingExtractor().feed(np.zeros((3, 10)))  # type: ignore[arg-type]
