@@ -1,11 +1,29 @@
-"""Numba AfterImage: the same statistics as ``afterimage_ref`` over columnar integer stream ids.
+"""Compiled AfterImage kernels: per-packet stream keys, incremental hash tables, damped statistics (numba).
 
-Each stream group is a pool of preallocated state rows (one float64 row per live stream, grown by doubling)
-and a key -> row index. Every ``purge_every`` packets, idle streams (see ``AfterImageConfig``) free their
-rows, so statistics memory is bounded by the streams active within the idle horizon (~33 min by default)
-plus the streams touched in one purge interval, not by the capture length. What stays per distinct key is
-the 8-byte row index (and, for jitter keys, an 8-byte last-seen time), no more than the input's own
-per-packet key columns.
+The kernels here hold no state of their own: every stream table is a tuple of numpy arrays owned by
+:class:`fediot.features.stream.StreamingExtractor`, which calls :func:`process_packets` on each batch of
+packets and handles what the kernel cannot do in place (grow a table, evict streams at the cap, purge idle
+streams). The numbers are those of ``afterimage_ref`` (same floating-point operations, same order).
+
+Stream table layout (one per stream group, see ``TABLE_NAMES``), the tuple
+``(hkeys, hrow, state, rkey, rseq, free, meta)``:
+
+* ``hkeys`` (H, W) uint64 and ``hrow`` (H,) int64: an open-addressing hash table (linear probing,
+  backward-shift deletion, no tombstones) from a stream's W-word key to its state row (-1 = empty slot).
+  ``H`` is a power of two and at least twice the number of rows, so probes stay short.
+* ``state`` (P, R) float64: one row of decayed statistics per tracked stream (row layouts below);
+  ``rkey`` (P, W) uint64 its key, ``rseq`` (P,) int64 the index of the packet that created it
+  (-1 = free row; breaks ties when streams are evicted), ``free`` (P,) int64 a stack of free rows.
+* ``meta`` (3,) int64: rows ever used, free rows on the stack, live streams.
+
+Stream keys are built per packet from the :class:`~fediot.features.pcap.PacketTable` columns as uint64
+words, with Kitsune's conventions (see :mod:`fediot.features.keys`); a pair key lists its two endpoints in
+ascending word order, and ``side`` says which way the packet goes.
+
+Compile cost: every function is ``@njit(cache=True)``, so numba compiles once per installation and later
+processes load the machine code from ``__pycache__/*.nbi|*.nbc`` beside this file (or from
+``NUMBA_CACHE_DIR`` when that folder is read-only). The cache is keyed by this file's modification time,
+which is why all kernels live in this one module: numba does not notice edits to callees in other files.
 """
 
 from __future__ import annotations
@@ -15,78 +33,220 @@ from typing import Any
 
 import numpy as np
 from numba import njit
-from numpy.typing import NDArray
 
-from fediot.features.columns import AfterImageConfig
-from fediot.features.keys import SIDE_SELF, StreamKeys
+from fediot.features.keys import (
+    KEY_WORDS,
+    KIND_IPV4,
+    KIND_IPV6,
+    KIND_MAC,
+    PORT_CODE_ICMP,
+    PORT_CODE_NONE,
+    PORT_CODE_OFFSET,
+    SIDE_REVERSE,
+    SIDE_SELF,
+)
+from fediot.features.pcap import PROTO_ARP, PROTO_ICMP, PROTO_TCP, PROTO_UDP
 
-__all__ = ["compute_features_fast"]
+__all__ = [
+    "TABLE_HH",
+    "TABLE_HOST",
+    "TABLE_HP",
+    "TABLE_JIT",
+    "TABLE_JIT_GAPS",
+    "TABLE_MI",
+    "TABLE_NAMES",
+    "find_idle",
+    "pair_row_width",
+    "process_packets",
+    "rehash",
+    "release_rows",
+    "remember_gaps",
+    "stream_row_width",
+]
 
-_INITIAL_ROWS = 1024
-_LN2 = math.log(2.0)
+TABLE_MI, TABLE_HOST, TABLE_HH, TABLE_JIT, TABLE_HP, TABLE_JIT_GAPS = range(6)
+TABLE_NAMES: tuple[str, ...] = ("MI_dir", "H", "HH", "HH_jit", "HpHp", "HH_jit_gaps")
+"""Stream tables in kernel order; ``HH_jit_gaps`` remembers the last time of purged jitter streams."""
+
+_DONE = -1  # process_packets' reason codes: done, purge due, or the index of a table that needs a row
+_PURGE = -2
+_U0 = np.uint64(0)
+_MAC = np.uint64(KIND_MAC)
+_IPV4 = np.uint64(KIND_IPV4)
+_IPV6 = np.uint64(KIND_IPV6)
+_PC_NONE = np.uint64(PORT_CODE_NONE)
+_PC_ICMP = np.uint64(PORT_CODE_ICMP)
+_W_MI, _W_HOST, _W_HH, _W_JIT, _W_HP = (KEY_WORDS[name] for name in TABLE_NAMES[:5])
 
 
-def compute_features_fast(keys: StreamKeys, config: AfterImageConfig | None = None) -> NDArray[np.float64]:
-    """Compute the AfterImage features with the compiled kernel (the first call compiles or loads the cache).
+def stream_row_width(num_lambdas: int) -> int:
+    """Floats per 1-D stream row: ``[last, w[L], sum[L], ss[L]]``."""
+    return 1 + 3 * num_lambdas
 
-    Parameters
-    ----------
-    keys : StreamKeys
-        Integer stream ids of n_packets packets, in processing order (see ``encode_streams``).
-    config : AfterImageConfig, optional
-        Lambdas and purging; the default gives the 115 N-BaIoT columns.
 
-    Returns
-    -------
-    ndarray of shape (n_packets, 23 * n_lambdas), float64
-        One row per packet in ``feature_names(config.lambdas)`` order; equal to ``compute_features_ref`` on
-        the same packets up to floating-point rounding.
+def pair_row_width(num_lambdas: int) -> int:
+    """Floats per pair row: two sides, then the covariance term.
+
+    Each side is ``[last, w[L], sum[L], ss[L], last_res[L], last_mean[L], last_var[L]]``; then
+    ``[last3, cf3[L], w3[L]]``.
     """
-    config = config or AfterImageConfig()
-    lambdas = np.asarray(config.lambdas, dtype=np.float64)
-    rates = lambdas * _LN2  # decay factor exp(-rate * dt) == 2 ** (-lambda * dt)
-    out = np.empty((len(keys), config.num_features), dtype=np.float64)
-    _run(
-        keys.timestamp, keys.size, keys.mi, keys.host, keys.hh_pair, keys.hh_side, keys.hp_pair, keys.hp_side,
-        keys.num_mi, keys.num_host, keys.num_hh, keys.num_hp,
-        rates, int(np.argmin(lambdas)), config.purge_every, config.purge_weight, out,
-    )  # fmt: skip
-    return out
+    return 2 * (1 + 6 * num_lambdas) + 1 + 2 * num_lambdas
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Row layouts (L rates). 1-D stream row: [last, w[L], sum[L], ss[L]]. Pair row: two sides of
-# [last, w[L], sum[L], ss[L], last_res[L], last_mean[L], last_var[L]], then [last3, cf3[L], w3[L]].
-
-
-@njit(cache=True)
-def _grow(state: Any, key_of: Any, used: int) -> tuple[Any, Any, Any]:  # pragma: no cover - compiled
-    """Return (state, key_of, free) with twice the rows; the first ``used`` rows are kept."""
-    cap = 2 * state.shape[0]
-    grown = np.empty((cap, state.shape[1]), dtype=np.float64)
-    grown[:used] = state[:used]
-    keys = np.full(cap, -1, dtype=np.int64)
-    keys[:used] = key_of[:used]
-    return grown, keys, np.empty(cap, dtype=np.int64)
+# Hash tables
 
 
 @njit(cache=True, inline="always")
-def _acquire(
-    key: int, slot_of: Any, key_of: Any, free: Any, nfree: int, used: int
-) -> tuple[int, bool, int, int]:  # pragma: no cover - compiled
-    """Return (row, is_new, nfree, used) for ``key``; the caller has grown the pool if it was full."""
-    s = slot_of[key]
-    if s >= 0:
-        return s, False, nfree, used
-    if nfree > 0:
-        nfree -= 1
-        s = free[nfree]
+def _hash(key: Any, width: int) -> np.uint64:  # pragma: no cover - compiled
+    h = np.uint64(0x9E3779B97F4A7C15)
+    for k in range(width):
+        h = (h ^ key[k]) * np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(29)
+    return h
+
+
+@njit(cache=True, inline="always")
+def _find(hkeys: Any, hrow: Any, key: Any) -> Any:  # pragma: no cover - compiled
+    """Return the slot holding ``key``, or the empty slot where it would go."""
+    mask = hrow.shape[0] - 1
+    width = hkeys.shape[1]
+    i = np.int64(_hash(key, width) & np.uint64(mask))
+    while True:
+        if hrow[i] < 0:
+            return i
+        same = True
+        for k in range(width):
+            if hkeys[i, k] != key[k]:
+                same = False
+                break
+        if same:
+            return i
+        i = (i + 1) & mask
+
+
+@njit(cache=True)
+def _delete(hkeys: Any, hrow: Any, i: int) -> None:  # pragma: no cover - compiled
+    """Empty slot ``i``, shifting later entries of its probe run back (linear probing, no tombstones)."""
+    mask = hrow.shape[0] - 1
+    width = hkeys.shape[1]
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if hrow[j] < 0:
+            break
+        home = np.int64(_hash(hkeys[j], width) & np.uint64(mask))
+        stays = i < home <= j if i <= j else home > i or home <= j
+        if stays:
+            continue
+        for k in range(width):
+            hkeys[i, k] = hkeys[j, k]
+        hrow[i] = hrow[j]
+        i = j
+    hrow[i] = -1
+
+
+@njit(cache=True, inline="always")
+def _has_room(table: Any) -> bool:  # pragma: no cover - compiled
+    meta = table[6]
+    return bool(meta[1] > 0 or meta[0] < table[2].shape[0])
+
+
+@njit(cache=True, inline="always")
+def _insert(table: Any, slot: int, key: Any, seq: int) -> Any:  # pragma: no cover - compiled
+    """Give ``key`` (absent; ``slot`` is the empty slot ``_find`` returned) a row; the caller checked room."""
+    hkeys, hrow, _, rkey, rseq, free, meta = table
+    if meta[1] > 0:
+        meta[1] -= 1
+        s = free[meta[1]]
     else:
-        s = used
-        used += 1
-    slot_of[key] = s
-    key_of[s] = key
-    return s, True, nfree, used
+        s = meta[0]
+        meta[0] += 1
+    meta[2] += 1
+    for k in range(hkeys.shape[1]):
+        hkeys[slot, k] = key[k]
+        rkey[s, k] = key[k]
+    hrow[slot] = s
+    rseq[s] = seq
+    return s
+
+
+@njit(cache=True, inline="always")
+def _free_row(table: Any, slot: int) -> None:  # pragma: no cover - compiled
+    hkeys, hrow, _, _, rseq, free, meta = table
+    s = hrow[slot]
+    _delete(hkeys, hrow, slot)
+    rseq[s] = -1
+    free[meta[1]] = s
+    meta[1] += 1
+    meta[2] -= 1
+
+
+@njit(cache=True)
+def rehash(hkeys: Any, hrow: Any, rkey: Any, rseq: Any, used: int) -> None:  # pragma: no cover - compiled
+    """Insert the key of every live row (``rseq >= 0``) into an empty hash table."""
+    for s in range(used):
+        if rseq[s] >= 0:
+            slot = _find(hkeys, hrow, rkey[s])
+            for k in range(hkeys.shape[1]):
+                hkeys[slot, k] = rkey[s, k]
+            hrow[slot] = s
+
+
+@njit(cache=True)
+def release_rows(table: Any, rows: Any) -> None:  # pragma: no cover - compiled
+    """Stop tracking the streams in ``rows`` (live rows): remove their keys, free their rows."""
+    hkeys, hrow, _, rkey, _, _, _ = table
+    for r in range(rows.shape[0]):
+        _free_row(table, _find(hkeys, hrow, rkey[rows[r]]))
+
+
+@njit(cache=True)
+def remember_gaps(gaps: Any, keys: Any, times: Any, seq: int, begin: int) -> int:  # pragma: no cover
+    """Store ``times[r]`` under ``keys[r]`` for r >= ``begin`` until the table is full; return the next r."""
+    hkeys, hrow, state = gaps[0], gaps[1], gaps[2]
+    for r in range(begin, keys.shape[0]):
+        slot = _find(hkeys, hrow, keys[r])
+        if hrow[slot] >= 0:
+            state[hrow[slot], 0] = times[r]
+            continue
+        if not _has_room(gaps):
+            return r
+        state[_insert(gaps, slot, keys[r], seq), 0] = times[r]
+    return int(keys.shape[0])
+
+
+@njit(cache=True, inline="always")
+def _idle(
+    state: Any, s: int, base: int, now: float, kmin: int, lam: float, thr: float
+) -> bool:  # pragma: no cover
+    return bool(state[s, base + 1 + kmin] * math.exp(-lam * (now - state[s, base])) < thr)
+
+
+@njit(cache=True)
+def find_idle(
+    state: Any, rseq: Any, used: int, now: float, kmin: int, lam: float, thr: float, side_block: int, out: Any
+) -> int:  # pragma: no cover - compiled
+    """Write the idle live rows to ``out`` in row order; return how many.
+
+    Idle: the weight at the slowest lambda, decayed to ``now``, is below ``thr`` (pairs: on both sides;
+    ``side_block`` is the offset of a pair row's second side, 0 for 1-D rows).
+    """
+    n = 0
+    for s in range(used):
+        if rseq[s] < 0:
+            continue
+        stale = _idle(state, s, 0, now, kmin, lam, thr)
+        if stale and side_block > 0:
+            stale = _idle(state, s, side_block, now, kmin, lam, thr)
+        if stale:
+            out[n] = s
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Damped statistics (row layouts: see stream_row_width / pair_row_width)
 
 
 @njit(cache=True, inline="always")
@@ -237,195 +397,179 @@ def _pair_update(
         out[i, c + 6] = cov / ss if ss != 0 else 0.0
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Per-packet keys
+
+
 @njit(cache=True, inline="always")
-def _idle(
-    state: Any, s: int, base: int, now: float, kmin: int, lam: float, thr: float
-) -> bool:  # pragma: no cover
-    return bool(state[s, base + 1 + kmin] * math.exp(-lam * (now - state[s, base])) < thr)
+def _compare(a: Any, b: Any, width: int) -> int:  # pragma: no cover - compiled
+    for k in range(width):
+        if a[k] != b[k]:
+            return -1 if a[k] < b[k] else 1
+    return 0
+
+
+@njit(cache=True, inline="always")
+def _pair_key(src: Any, dst: Any, width: int, key: Any) -> int:  # pragma: no cover - compiled
+    """Write ``min(src, dst) + max(src, dst)`` to ``key``; return the packet's side of the pair."""
+    c = _compare(src, dst, width)
+    lo, hi = (src, dst) if c <= 0 else (dst, src)
+    for k in range(width):
+        key[k] = lo[k]
+        key[width + k] = hi[k]
+    if c == 0:
+        return SIDE_SELF
+    return SIDE_REVERSE if c > 0 else 0
+
+
+@njit(cache=True, inline="always")
+def _net_end(
+    ends: Any, e: int, kind: Any, no_ip: bool, mac: Any, ip_hi: Any, ip_lo: Any
+) -> None:  # pragma: no cover - compiled
+    """Network endpoint ``(kind, ip_hi, ip_lo)``; packets without IP use ``(MAC, 0, mac)``."""
+    ends[e, 0] = kind
+    ends[e, 1] = _U0 if no_ip else ip_hi
+    ends[e, 2] = mac if no_ip else ip_lo
+
+
+@njit(cache=True, inline="always")
+def _sock_end(ends: Any, e: int, by_mac: bool, mac: Any, code: Any) -> None:  # pragma: no cover - compiled
+    """Socket endpoint: the network endpoint ``e - 2`` plus a port code, or ``(MAC, 0, mac, none)``."""
+    if by_mac:
+        ends[e, 0] = _MAC
+        ends[e, 1] = _U0
+        ends[e, 2] = mac
+    else:
+        ends[e, 0] = ends[e - 2, 0]
+        ends[e, 1] = ends[e - 2, 1]
+        ends[e, 2] = ends[e - 2, 2]
+    ends[e, 3] = code
+
+
+@njit(cache=True, inline="always")
+def _packet_keys(
+    i: int, src_mac: Any, dst_mac: Any, src_ip: Any, dst_ip: Any, ip_version: Any, protocol: Any,
+    src_port: Any, dst_port: Any, ends: Any, keys: Any,
+) -> tuple[int, int]:  # pragma: no cover - compiled  # fmt: skip
+    """Fill ``keys`` rows (MI, H, HH, HH_jit, HpHp) for packet ``i``; return the (HH, HpHp) sides.
+
+    ``ends`` is scratch of shape (4, 4): the source/destination network endpoints, then socket endpoints.
+    """
+    version = ip_version[i]
+    no_ip = version == 0
+    kind = _MAC if no_ip else (_IPV6 if version == 6 else _IPV4)
+    _net_end(ends, 0, kind, no_ip, src_mac[i], src_ip[i, 0], src_ip[i, 1])
+    _net_end(ends, 1, kind, no_ip, dst_mac[i], dst_ip[i, 0], dst_ip[i, 1])
+    proto = protocol[i]
+    by_mac = no_ip or proto == PROTO_ARP
+    if by_mac:
+        code_src = code_dst = _PC_NONE
+    elif proto in (PROTO_TCP, PROTO_UDP):
+        code_src = np.uint64(np.int64(src_port[i]) + PORT_CODE_OFFSET)
+        code_dst = np.uint64(np.int64(dst_port[i]) + PORT_CODE_OFFSET)
+    elif proto == PROTO_ICMP:
+        code_src = code_dst = _PC_ICMP
+    else:
+        code_src = code_dst = _PC_NONE
+    _sock_end(ends, 2, by_mac, src_mac[i], code_src)
+    _sock_end(ends, 3, by_mac, dst_mac[i], code_dst)
+    keys[0, 0] = src_mac[i]
+    for k in range(3):
+        keys[0, 1 + k] = ends[0, k]
+        keys[1, k] = ends[0, k]
+    hh_side = _pair_key(ends[0], ends[1], 3, keys[2])
+    for k in range(6):
+        keys[3, k] = keys[2, k]
+    keys[3, 6] = np.uint64(1) if hh_side == SIDE_REVERSE else _U0
+    hp_side = _pair_key(ends[2], ends[3], 4, keys[4])
+    return hh_side, hp_side
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The packet loop
 
 
 @njit(cache=True)
-def _purge(
-    state: Any, slot_of: Any, key_of: Any, free: Any, nfree: int, used: int, now: float,
-    kmin: int, lam: float, thr: float, side_block: int, last_seen: Any, remember: bool,
-) -> int:  # pragma: no cover - compiled  # fmt: skip
-    """Free the rows of idle streams (pairs: both sides idle; ``side_block`` 0 for 1-D rows)."""
-    for s in range(used):
-        key = key_of[s]
-        if key < 0:
-            continue
-        stale = _idle(state, s, 0, now, kmin, lam, thr)
-        if stale and side_block > 0:
-            stale = _idle(state, s, side_block, now, kmin, lam, thr)
-        if stale:
-            if remember:
-                last_seen[key] = state[s, 0]
-            slot_of[key] = -1
-            key_of[s] = -1
-            free[nfree] = s
-            nfree += 1
-    return nfree
+def process_packets(
+    ts: Any, length: Any, src_mac: Any, dst_mac: Any, src_ip: Any, dst_ip: Any, ip_version: Any,
+    protocol: Any, src_port: Any, dst_port: Any, begin: int, seq0: int, purge_every: int, purged_at: int,
+    rates: Any, mi: Any, host: Any, hh: Any, jit: Any, hp: Any, gaps: Any, out: Any,
+) -> tuple[int, int]:  # pragma: no cover - compiled  # fmt: skip
+    """Compute the feature rows of packets ``begin`` ... into ``out`` until done or the caller must act.
 
-
-@njit(cache=True)
-def _run(
-    ts: Any, size: Any, mi: Any, host: Any, hh_pair: Any, hh_side: Any, hp_pair: Any, hp_side: Any,
-    num_mi: int, num_host: int, num_hh: int, num_hp: int,
-    rates: Any, kmin: int, purge_every: int, purge_weight: float, out: Any,
-) -> None:  # pragma: no cover - compiled  # fmt: skip
+    Packet ``i`` of this batch is packet ``seq0 + i`` of the stream. Returns ``(i, reason)``: ``reason``
+    -1 when every packet is done, -2 when the idle purge is due before packet ``i`` (global index a
+    positive multiple of ``purge_every`` other than ``purged_at``), or the ``TABLE_*`` index of a table
+    that has no free row for a new stream of packet ``i``. Packet ``i`` is then untouched: the caller
+    purges, grows or evicts, and calls again with ``begin = i``.
+    """
     nl = rates.shape[0]
-    w1 = 1 + 3 * nl
-    w2 = 2 * (1 + 6 * nl) + 1 + 2 * nl
-    lam_min = rates[kmin]
-    num_jit = 2 * num_hh
-    # pools: state rows, key -> row, row -> key, free rows
-    mi_state = np.empty((min(num_mi, _INITIAL_ROWS) + 1, w1))
-    mi_slot = np.full(num_mi, -1, dtype=np.int64)
-    mi_key = np.full(mi_state.shape[0], -1, dtype=np.int64)
-    mi_free = np.empty(mi_state.shape[0], dtype=np.int64)
-    mi_nfree, mi_used = 0, 0
-    h_state = np.empty((min(num_host, _INITIAL_ROWS) + 1, w1))
-    h_slot = np.full(num_host, -1, dtype=np.int64)
-    h_key = np.full(h_state.shape[0], -1, dtype=np.int64)
-    h_free = np.empty(h_state.shape[0], dtype=np.int64)
-    h_nfree, h_used = 0, 0
-    j_state = np.empty((min(num_jit, _INITIAL_ROWS) + 1, w1))
-    j_slot = np.full(num_jit, -1, dtype=np.int64)
-    j_key = np.full(j_state.shape[0], -1, dtype=np.int64)
-    j_free = np.empty(j_state.shape[0], dtype=np.int64)
-    j_last_seen = np.full(num_jit, np.nan)
-    j_nfree, j_used = 0, 0
-    hh_state = np.empty((min(num_hh, _INITIAL_ROWS) + 1, w2))
-    hh_slot = np.full(num_hh, -1, dtype=np.int64)
-    hh_key = np.full(hh_state.shape[0], -1, dtype=np.int64)
-    hh_free = np.empty(hh_state.shape[0], dtype=np.int64)
-    hh_nfree, hh_used = 0, 0
-    hp_state = np.empty((min(num_hp, _INITIAL_ROWS) + 1, w2))
-    hp_slot = np.full(num_hp, -1, dtype=np.int64)
-    hp_key = np.full(hp_state.shape[0], -1, dtype=np.int64)
-    hp_free = np.empty(hp_state.shape[0], dtype=np.int64)
-    hp_nfree, hp_used = 0, 0
-    no_seen = np.empty(0)
     cache = np.full(nl + 1, -1.0)  # last dt and its decay factors (dt > 0 always, so -1 never matches)
     f_own = np.empty(nl)
     f_other = np.empty(nl)
     f_cov = np.empty(nl)
+    ends = np.empty((4, 4), dtype=np.uint64)
+    keys = np.empty((5, 8), dtype=np.uint64)
+    for i in range(begin, ts.shape[0]):
+        seq = seq0 + i
+        if purge_every > 0 and seq > 0 and seq % purge_every == 0 and seq != purged_at:
+            return i, _PURGE
+        hh_side, hp_side = _packet_keys(
+            i, src_mac, dst_mac, src_ip, dst_ip, ip_version, protocol, src_port, dst_port, ends, keys
+        )
+        # find every stream first: packet i is processed whole or not at all
+        s_mi = _find(mi[0], mi[1], keys[0])
+        if mi[1][s_mi] < 0 and not _has_room(mi):
+            return i, TABLE_MI
+        s_h = _find(host[0], host[1], keys[1])
+        if host[1][s_h] < 0 and not _has_room(host):
+            return i, TABLE_HOST
+        s_hh = _find(hh[0], hh[1], keys[2])
+        if hh[1][s_hh] < 0 and not _has_room(hh):
+            return i, TABLE_HH
+        s_j = _find(jit[0], jit[1], keys[3])
+        if jit[1][s_j] < 0 and not _has_room(jit):
+            return i, TABLE_JIT
+        s_hp = _find(hp[0], hp[1], keys[4])
+        if hp[1][s_hp] < 0 and not _has_room(hp):
+            return i, TABLE_HP
 
-    for i in range(ts.shape[0]):
         t = ts[i]
-        v = size[i]
-        if purge_every > 0 and i > 0 and i % purge_every == 0:
-            mi_nfree = _purge(
-                mi_state,
-                mi_slot,
-                mi_key,
-                mi_free,
-                mi_nfree,
-                mi_used,
-                t,
-                kmin,
-                lam_min,
-                purge_weight,
-                0,
-                no_seen,
-                False,
-            )
-            h_nfree = _purge(
-                h_state,
-                h_slot,
-                h_key,
-                h_free,
-                h_nfree,
-                h_used,
-                t,
-                kmin,
-                lam_min,
-                purge_weight,
-                0,
-                no_seen,
-                False,
-            )
-            j_nfree = _purge(
-                j_state,
-                j_slot,
-                j_key,
-                j_free,
-                j_nfree,
-                j_used,
-                t,
-                kmin,
-                lam_min,
-                purge_weight,
-                0,
-                j_last_seen,
-                True,
-            )
-            hh_nfree = _purge(
-                hh_state,
-                hh_slot,
-                hh_key,
-                hh_free,
-                hh_nfree,
-                hh_used,
-                t,
-                kmin,
-                lam_min,
-                purge_weight,
-                1 + 6 * nl,
-                no_seen,
-                False,
-            )
-            hp_nfree = _purge(
-                hp_state,
-                hp_slot,
-                hp_key,
-                hp_free,
-                hp_nfree,
-                hp_used,
-                t,
-                kmin,
-                lam_min,
-                purge_weight,
-                1 + 6 * nl,
-                no_seen,
-                False,
-            )
+        v = float(length[i])
         # MI_dir
-        key = mi[i]
-        if mi_slot[key] < 0 and mi_nfree == 0 and mi_used == mi_state.shape[0]:
-            mi_state, mi_key, mi_free = _grow(mi_state, mi_key, mi_used)
-        s, new, mi_nfree, mi_used = _acquire(key, mi_slot, mi_key, mi_free, mi_nfree, mi_used)
-        if new:
-            _init_stream(mi_state, s, 0, t, nl)
-        _stream_update(mi_state, s, v, t, rates, cache, f_own, out, i, 0)
+        r = mi[1][s_mi]
+        if r < 0:
+            r = _insert(mi, s_mi, keys[0], seq)
+            _init_stream(mi[2], r, 0, t, nl)
+        _stream_update(mi[2], r, v, t, rates, cache, f_own, out, i, 0)
         # H
-        key = host[i]
-        if h_slot[key] < 0 and h_nfree == 0 and h_used == h_state.shape[0]:
-            h_state, h_key, h_free = _grow(h_state, h_key, h_used)
-        s, new, h_nfree, h_used = _acquire(key, h_slot, h_key, h_free, h_nfree, h_used)
-        if new:
-            _init_stream(h_state, s, 0, t, nl)
-        _stream_update(h_state, s, v, t, rates, cache, f_own, out, i, 3 * nl)
+        r = host[1][s_h]
+        if r < 0:
+            r = _insert(host, s_h, keys[1], seq)
+            _init_stream(host[2], r, 0, t, nl)
+        _stream_update(host[2], r, v, t, rates, cache, f_own, out, i, 3 * nl)
         # HH
-        key = hh_pair[i]
-        side = hh_side[i]
-        if hh_slot[key] < 0 and hh_nfree == 0 and hh_used == hh_state.shape[0]:
-            hh_state, hh_key, hh_free = _grow(hh_state, hh_key, hh_used)
-        s, new, hh_nfree, hh_used = _acquire(key, hh_slot, hh_key, hh_free, hh_nfree, hh_used)
-        _pair_update(hh_state, s, new, side, v, t, rates, cache, f_own, f_other, f_cov, out, i, 6 * nl)
-        # HH_jit: the directed channel's inter-arrival time
-        key = 2 * key + (1 if side == 1 else 0)
-        if j_slot[key] < 0 and j_nfree == 0 and j_used == j_state.shape[0]:
-            j_state, j_key, j_free = _grow(j_state, j_key, j_used)
-        s, new, j_nfree, j_used = _acquire(key, j_slot, j_key, j_free, j_nfree, j_used)
+        r = hh[1][s_hh]
+        new = r < 0
         if new:
-            seen = j_last_seen[key]
-            _init_stream(j_state, s, 0, t if np.isnan(seen) else seen, nl)
-        dt = t - j_state[s, 0]
-        _stream_update(j_state, s, dt if dt > 0 else 0.0, t, rates, cache, f_own, out, i, 13 * nl)
+            r = _insert(hh, s_hh, keys[2], seq)
+        _pair_update(hh[2], r, new, hh_side, v, t, rates, cache, f_own, f_other, f_cov, out, i, 6 * nl)
+        # HH_jit: the directed channel's inter-arrival time; a purged stream's last time is remembered
+        r = jit[1][s_j]
+        if r < 0:
+            r = _insert(jit, s_j, keys[3], seq)
+            start = t
+            g = _find(gaps[0], gaps[1], keys[3])
+            if gaps[1][g] >= 0:
+                start = gaps[2][gaps[1][g], 0]
+                _free_row(gaps, g)
+            _init_stream(jit[2], r, 0, start, nl)
+        dt = t - jit[2][r, 0]
+        _stream_update(jit[2], r, dt if dt > 0 else 0.0, t, rates, cache, f_own, out, i, 13 * nl)
         # HpHp
-        key = hp_pair[i]
-        if hp_slot[key] < 0 and hp_nfree == 0 and hp_used == hp_state.shape[0]:
-            hp_state, hp_key, hp_free = _grow(hp_state, hp_key, hp_used)
-        s, new, hp_nfree, hp_used = _acquire(key, hp_slot, hp_key, hp_free, hp_nfree, hp_used)
-        _pair_update(hp_state, s, new, hp_side[i], v, t, rates, cache, f_own, f_other, f_cov, out, i, 16 * nl)
+        r = hp[1][s_hp]
+        new = r < 0
+        if new:
+            r = _insert(hp, s_hp, keys[4], seq)
+        _pair_update(hp[2], r, new, hp_side, v, t, rates, cache, f_own, f_other, f_cov, out, i, 16 * nl)
+    return ts.shape[0], _DONE

@@ -165,7 +165,11 @@ def packet_keys(packets: PacketTable, i: int) -> tuple[_Key, _Key, _Key, _Key, _
 
 
 class _AfterImage:
-    """All stream tables; ``process`` returns one feature row per packet."""
+    """All stream tables; ``process`` returns one feature row per packet.
+
+    ``process`` may be called again with the next packets of the same stream: the purge schedule counts
+    packets across calls, as :class:`fediot.features.StreamingExtractor` does.
+    """
 
     def __init__(self, config: AfterImageConfig) -> None:
         self.rates = tuple(float(lam) * _LN2 for lam in config.lambdas)
@@ -177,6 +181,7 @@ class _AfterImage:
         self.jit_last_seen: dict[_Key, float] = {}
         self.hh: dict[_Key, _Pair] = {}
         self.hp: dict[_Key, _Pair] = {}
+        self.num_packets = 0
 
     def stream(self, table: dict[_Key, _IncStat], key: _Key, t: float) -> _IncStat:
         st = table.get(key)
@@ -252,7 +257,8 @@ class _AfterImage:
         for i in range(n):
             t = float(packets.timestamp[i])
             v = float(packets.length[i])
-            if every and i and i % every == 0:
+            seq = self.num_packets + i
+            if every and seq and seq % every == 0:
                 self.purge(t)
             mi_key, host_key, src, dst, sock_src, sock_dst = packet_keys(packets, i)
             row = self.stats_1d(self.stream(self.mi, mi_key, t), v, t)
@@ -261,6 +267,7 @@ class _AfterImage:
             row += self.jitter((src, dst), t)
             row += self.stats_2d(self.hp, sock_src, sock_dst, v, t)
             out[i] = row
+        self.num_packets += n
         return out
 
 

@@ -14,11 +14,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fediot.errors import ConfigError, DataError
-from fediot.features.afterimage_fast import compute_features_fast
 from fediot.features.afterimage_ref import compute_features_ref
 from fediot.features.columns import AfterImageConfig, feature_names
-from fediot.features.keys import encode_streams
 from fediot.features.pcap import PacketTable, ReadSummary, read_pcap
+from fediot.features.stream import compute_features_fast
 
 __all__ = ["ExtractSummary", "extract_features", "read_packets", "write_features"]
 
@@ -150,7 +149,7 @@ def extract_features(
         where = ", ".join(f.path for f in files) or "the packet table"
         raise DataError(f"no decodable packets in {where} (skipped: {skipped or 'none'})")
     if implementation == "fast":
-        features = compute_features_fast(encode_streams(packets), config)
+        features = compute_features_fast(packets, config)
     else:
         features = compute_features_ref(packets, config)
     return features, ExtractSummary(files=files, num_packets=len(packets), order=order, skipped=skipped)

@@ -12,9 +12,9 @@ import pytest
 from fediot.features import (
     AfterImageConfig,
     PacketTable,
+    StreamingExtractor,
     compute_features_fast,
     compute_features_ref,
-    encode_streams,
     feature_names,
     read_packets,
 )
@@ -25,10 +25,19 @@ LAMBDAS = (5, 3, 1, 0.1, 0.01)
 
 
 def _fast(packets: PacketTable, config: AfterImageConfig | None = None) -> np.ndarray:
-    return compute_features_fast(encode_streams(packets), config)
+    return compute_features_fast(packets, config)
 
 
-IMPLEMENTATIONS = [pytest.param(_fast, id="fast"), pytest.param(compute_features_ref, id="reference")]
+def _one_by_one(packets: PacketTable, config: AfterImageConfig | None = None) -> np.ndarray:
+    extractor = StreamingExtractor(config)
+    return np.vstack([extractor.feed(packets.take(np.array([i]))) for i in range(len(packets))])
+
+
+IMPLEMENTATIONS = [
+    pytest.param(_fast, id="fast"),
+    pytest.param(_one_by_one, id="streaming-1"),
+    pytest.param(compute_features_ref, id="reference"),
+]
 
 
 @pytest.mark.parametrize("compute", IMPLEMENTATIONS)

@@ -18,7 +18,6 @@ from fediot.features import (
     PacketTable,
     compute_features_fast,
     compute_features_ref,
-    encode_streams,
     feature_names,
     read_packets,
 )
@@ -28,7 +27,7 @@ ATOL = 1e-9
 
 
 def assert_agree(packets: PacketTable, config: AfterImageConfig | None = None) -> None:
-    fast = compute_features_fast(encode_streams(packets), config)
+    fast = compute_features_fast(packets, config)
     ref = compute_features_ref(packets, config)
     assert fast.shape == ref.shape == (len(packets), 115)
     assert np.isfinite(fast).all()
