@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cryptography.x509 as x509
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.flower
+import fediot.flower.deploy as deploy
 
-deploy = pytest.importorskip("fediot.flower.deploy")
-x509 = pytest.importorskip("cryptography.x509")
+pytestmark = pytest.mark.flower
 
 REPO = Path(__file__).resolve().parents[2]
 NBAIOT = REPO / "data" / "nbaiot"

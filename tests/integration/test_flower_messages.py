@@ -7,11 +7,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import flwr.serverapp as flwr_serverapp
+import flwr.simulation as simulation
 import numpy as np
 import pandas as pd
 import pytest
 from numpy.typing import NDArray
 
+import fediot.detect.detector as flower_detector
+import fediot.flower as flower
 from fediot.federated.client import AutoencoderClient, Client
 from fediot.federated.types import Weights
 from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -20,12 +24,6 @@ from fediot.models.weights import get_weights, init_module
 from fediot.sim.runtime import SimResult
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow]
-
-flower = pytest.importorskip("fediot.flower")
-simulation = pytest.importorskip("flwr.simulation")
-flwr_app = pytest.importorskip("flwr.app")
-flwr_serverapp = pytest.importorskip("flwr.serverapp")
-flower_detector = pytest.importorskip("fediot.detect.detector")
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "nbaiot" / "samples"
 NUM_CLIENTS = 3

@@ -6,11 +6,13 @@ import random
 from pathlib import Path
 from typing import Any
 
+import flwr.simulation as simulation
 import numpy as np
 import pandas as pd
 import pytest
 from numpy.typing import NDArray
 
+import fediot.flower as flower
 from fediot.detect.detector import AnomalyDetector
 from fediot.federated.client import AutoencoderClient, ClassifierClient, Client
 from fediot.federated.strategy import make_strategy
@@ -22,9 +24,6 @@ from fediot.models.weights import get_weights, init_module
 from fediot.sim.runtime import SimResult, run_rounds
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow]
-
-flower = pytest.importorskip("fediot.flower")
-simulation = pytest.importorskip("flwr.simulation")
 
 NSL_KDD = Path(__file__).resolve().parents[2] / "data" / "nsl_kdd" / "KDDTrain+_20Percent.txt.gz"
 NUM_CLIENTS = 4
