@@ -125,9 +125,14 @@ def _results_table(results: dict[str, Any]) -> Any:
     from rich.table import Table
 
     from fediot.report.summary_table import summary_rows
+    from fediot.report.tables import seeds_note
 
     headers, rows = summary_rows(results)
-    table = Table(title=f"{results['experiment']} (seeds {results['seeds']})", show_lines=False)
+    table = Table(
+        title=f"{results['experiment']} (seeds {results['seeds']})",
+        caption=seeds_note(results["seeds"]) if len(results["seeds"]) > 1 else None,
+        show_lines=False,
+    )
     for h in headers:
         table.add_column(h, justify="left" if h in ("model", "variant", "client") else "right")
     for row in rows:
@@ -146,7 +151,9 @@ def run(
     ] = DEFAULT_EXPERIMENT,
     out: OutOption = Path("out"),
     seed: SeedOption = 0,
-    repeats: Annotated[int, typer.Option("--repeats", "-n", help="Run N seeds; report mean ± std.")] = 1,
+    repeats: Annotated[
+        int, typer.Option("--repeats", "-n", help="Run N seeds; report mean ± sample std (ddof=1).")
+    ] = 1,
     data: Annotated[
         str | None,
         typer.Option(
