@@ -13,9 +13,9 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from fediot import __version__
-from fediot.errors import FediotError
+from fediot.errors import ConfigError, FediotError
 
-__all__ = ["app", "main"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "app", "main", "run_cli"]
 
 app = typer.Typer(
     name="fediot",
@@ -33,6 +33,7 @@ app.add_typer(data_app, name="data")
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 class State:
@@ -71,30 +72,67 @@ def _root(
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
 
 
-def main() -> None:
-    """Entry point: run the app; print a fediot error as one red line and exit 1."""
-    try:
-        app(standalone_mode=False)
-    except FediotError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise SystemExit(1) from None
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]")
-        raise SystemExit(130) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except typer.Abort:
-        raise SystemExit(1) from None
-    except Exception as click_exc:  # click usage errors carry their own exit codes
-        import click
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
-        if isinstance(click_exc, click.ClickException):
-            click_exc.show()
-            raise SystemExit(click_exc.exit_code) from None
-        raise
+
+def _print_error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def run_cli(args: list[str] | None = None) -> int:
+    """Run the app on ``args`` (default: ``sys.argv[1:]``); return the process exit status.
+
+    Every failure is one line on stderr, never a traceback: 2 for a usage or configuration error
+    (:class:`~fediot.errors.ConfigError`, a click usage error), 1 for any other failure (another
+    :class:`~fediot.errors.FediotError`, an OS error, a failed check, an unexpected exception), 130 with
+    ``interrupted`` on Ctrl-C.
+    """
+    import click
+
+    try:
+        rv = app(args=args, standalone_mode=False)
+    except ConfigError as exc:
+        _print_error(_one_line(str(exc)))
+        return EXIT_USAGE
+    except FediotError as exc:
+        _print_error(_one_line(str(exc)))
+        return EXIT_FAILURE
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        _print_error(_one_line(exc.format_message()) + hint)
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        _print_error(_one_line(exc.format_message()))
+        return exc.exit_code or EXIT_FAILURE
+    except KeyboardInterrupt:  # outside a command (typer maps one inside a command to exit code 130)
+        rv = EXIT_INTERRUPTED
+    except click.Abort:
+        _print_error("aborted")
+        return EXIT_FAILURE
+    except OSError as exc:
+        _print_error(_one_line(str(exc)))
+        return EXIT_FAILURE
+    except Exception as exc:
+        log.debug("unexpected error", exc_info=True)
+        name = type(exc).__name__
+        _print_error(f"unexpected {name}: {_one_line(str(exc))} (please report it; -vv logs the traceback)")
+        return EXIT_FAILURE
+    if rv == EXIT_INTERRUPTED:
+        err_console.print("[bold red]interrupted[/]", highlight=False)
+        return EXIT_INTERRUPTED
+    return rv if isinstance(rv, int) and not isinstance(rv, bool) else EXIT_OK
+
+
+def main() -> None:
+    """Console-script entry point: exit with :func:`run_cli`'s status."""
+    raise SystemExit(run_cli())
 
 
 _OUT_HELP = "Folder for results.json, report.md and plots (created; existing files are replaced atomically)."
@@ -125,9 +163,14 @@ def _results_table(results: dict[str, Any]) -> Any:
     from rich.table import Table
 
     from fediot.report.summary_table import summary_rows
+    from fediot.report.tables import seeds_note
 
     headers, rows = summary_rows(results)
-    table = Table(title=f"{results['experiment']} (seeds {results['seeds']})", show_lines=False)
+    table = Table(
+        title=f"{results['experiment']} (seeds {results['seeds']})",
+        caption=seeds_note(results["seeds"]) if len(results["seeds"]) > 1 else None,
+        show_lines=False,
+    )
     for h in headers:
         table.add_column(h, justify="left" if h in ("model", "variant", "client") else "right")
     for row in rows:
@@ -146,7 +189,9 @@ def run(
     ] = DEFAULT_EXPERIMENT,
     out: OutOption = Path("out"),
     seed: SeedOption = 0,
-    repeats: Annotated[int, typer.Option("--repeats", "-n", help="Run N seeds; report mean ± std.")] = 1,
+    repeats: Annotated[
+        int, typer.Option("--repeats", "-n", help="Run N seeds; report mean ± sample std (ddof=1).")
+    ] = 1,
     data: Annotated[
         str | None,
         typer.Option(
@@ -162,13 +207,16 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fediot.experiments.runner import load_experiment, run_experiment
+    from fediot.fileio import check_output_dir
 
     overrides = list(set_ or [])
     if data is not None:
         overrides.append(
             f"data.source={data!r}" if not data.startswith(("'", '"')) else f"data.source={data}"
         )
+    check_output_dir(out)
     load_experiment(experiment, overrides)  # a bad name, key or value fails before any output
+    log.info("running %s (first seed %d, %d seed(s)) into %s", experiment, seed, repeats, out)
     columns = (
         TextColumn("[bold blue]{task.description}"),
         BarColumn(),
@@ -277,10 +325,9 @@ def data_download(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from fediot.data.download import NBAIOT_BASE_URL, DownloadEvent, download_nbaiot
-    from fediot.errors import DataError
 
     if dataset != "nbaiot":
-        raise DataError(f"cannot download {dataset!r}: only 'nbaiot' is downloadable (the rest is shipped)")
+        raise ConfigError(f"cannot download {dataset!r}: only 'nbaiot' is downloadable (the rest is shipped)")
     with Progress(
         TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), console=err_console, disable=state.quiet,
@@ -349,8 +396,17 @@ def server(
     deploy = _deploy()
     paths = None if insecure else _cert_paths(deploy, certs_dir)
     cmd = deploy.superlink_command(paths, host=host, port=port, database=database, node_auth=not insecure)
+    _run_flower(deploy, cmd, f"SuperLink on {host}:{port}")
+
+
+def _run_flower(deploy: Any, cmd: list[str], what: str) -> None:
+    """Run a Flower process in the foreground; a non-zero exit becomes a one-line error (exit 1)."""
     err_console.print(" ".join(cmd), highlight=False, markup=False)
-    raise typer.Exit(deploy.run_foreground(cmd))
+    status = deploy.run_foreground(cmd)
+    if status != 0:
+        name = Path(cmd[0]).name
+        how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        raise FediotError(f"{name} {how} ({what}); its log is above")
 
 
 @app.command()
@@ -370,24 +426,33 @@ def client(
     key: Annotated[Path | None, typer.Option("--key", help="This SuperNode's auth private key.")] = None,
     port: Annotated[int, typer.Option("--port", help="Local ClientApp API port (unique per host).")] = 9094,
     insecure: Annotated[bool, typer.Option("--insecure", help="No TLS (tests).")] = False,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout",
+            help="Give up (exit 1) after this many seconds without a connection to the SuperLink; 0: never.",
+            min=0.0,
+        ),
+    ] = 300.0,
 ) -> None:
     """Start a Flower SuperNode serving this gateway's data (runs until Ctrl-C)."""
     deploy = _deploy()
     if data is None:
-        raise FediotError("--data is required: the gateway's benign rows")
+        raise ConfigError("--data is required: the gateway's benign rows")
     if not insecure and root_cert is None:
-        raise FediotError("--root-cert is required (or --insecure)")
+        raise ConfigError("--root-cert is required (or --insecure)")
     node_config = {"data-path": str(data.resolve()), "client-id": client_id or data.name.split(".")[0]}
     cmd = deploy.supernode_command(
         superlink, root_cert=None if insecure else root_cert, auth_key=key, node_config=node_config, port=port
     )
-    err_console.print(" ".join(cmd), highlight=False, markup=False)
-    raise typer.Exit(deploy.run_foreground(cmd))
+    if connect_timeout > 0:
+        cmd += ["--max-wait-time", f"{connect_timeout:g}"]
+    _run_flower(deploy, cmd, f"SuperLink {superlink}")
 
 
 def _cert_paths(deploy: Any, folder: Path | None) -> Any:
     if folder is None:
-        raise FediotError("--certs is required (the folder written by `fediot certs`), or pass --insecure")
+        raise ConfigError("--certs is required (the folder written by `fediot certs`), or pass --insecure")
     paths = deploy.CertPaths(
         ca_cert=folder / "ca.crt",
         ca_key=folder / "ca.key",

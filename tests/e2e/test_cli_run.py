@@ -139,13 +139,13 @@ def _fediot(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     ],
     ids=["unknown-experiment", "set-without-value", "set-not-an-int"],
 )
-def test_errors_exit_1_with_an_error_message_and_no_traceback(
+def test_config_errors_exit_2_with_an_error_message_and_no_traceback(
     args: list[str], message: str, tmp_path: Path
 ) -> None:
     # Execute
     proc = _fediot(*args, "--out", str(tmp_path / "out"), tmp_path=tmp_path)
     # Assert
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
     text = " ".join(proc.stderr.split())
@@ -159,6 +159,6 @@ def test_a_long_error_is_one_line(tmp_path: Path) -> None:
     # Execute
     proc = _fediot("run", "no-such-experiment", "--out", str(tmp_path / "out"), tmp_path=tmp_path)
     # Assert
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("error: unknown experiment")

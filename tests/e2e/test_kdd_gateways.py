@@ -64,6 +64,7 @@ def test_results_hold_four_models_by_three_splits(kdd_results: tuple[Path, dict[
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "edge1" in report
     assert "fl" in report
+    assert "Seed: 0." in report  # one seed: plain numbers (several: "mean ± sample std (ddof=1) over N")
 
 
 def test_fl_matches_the_pooled_model(kdd_results: tuple[Path, dict[str, Any]]) -> None:

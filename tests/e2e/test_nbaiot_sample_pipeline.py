@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fediot.data.paths import shipped_file
@@ -170,3 +171,37 @@ def test_report_links_the_plots_that_exist(sample_run: tuple[Path, dict[str, Any
         png = out / link
         assert png.is_file()
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_repeats_report_the_sample_std_over_seeds(tmp_path: Path) -> None:
+    # Prepare: the sample layout, FL only, 2 rounds, 3 seeds
+    source = _build_uci_layout(tmp_path / "nbaiot")
+    out = tmp_path / "out"
+    # Execute
+    run_experiment(
+        "fl-vs-centralized",
+        out=out,
+        seed=0,
+        repeats=3,
+        overrides=[
+            f"data.source={str(source)!r}",
+            "federated.rounds=2",
+            "federated.fraction_fit=1.0",
+            'variants=[{name = "FL", strategy = "fedavgm", retrain_every = 0}]',
+            "detect.local_thresholds=false",
+        ],
+    )
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    report = (out / "report.md").read_text(encoding="utf-8")
+    # Assert: runs_std is numpy's ddof=1 std of the per-seed values, and the report says so
+    assert results["seeds"] == [0, 1, 2]
+    per_seed = [run["FL"] for run in results["per_seed"]]
+    for scope, metric in (("macro", "fpr"), ("pooled", "balanced_accuracy"), ("pooled", "tp")):
+        values = np.array([run[scope][metric] for run in per_seed], dtype=np.float64)
+        assert results["runs"]["FL"][scope][metric] == pytest.approx(values.mean(), abs=1e-12)
+        assert results["runs_std"]["FL"][scope][metric] == pytest.approx(values.std(ddof=1), abs=1e-12)
+    losses = np.array([run["round_train_loss"] for run in per_seed])
+    assert np.ptp(losses[:, -1]) > 0  # the seeds differ, so the std is not trivially 0
+    assert "Seeds: 0, 1, 2; numbers are mean ± sample std (ddof=1) over 3 seeds." in report
+    assert " ± " in report

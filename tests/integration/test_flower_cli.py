@@ -11,8 +11,6 @@ from fediot.cli import main
 
 pytestmark = pytest.mark.flower
 
-pytest.importorskip("fediot.flower.deploy")
-
 
 def test_error_message_with_brackets_is_printed_verbatim(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -8,11 +8,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import flwr.serverapp as flwr_serverapp
+import flwr.simulation as simulation
 import numpy as np
 import pandas as pd
 import pytest
-from flwr import serverapp as flwr_serverapp
-from flwr import simulation
 from numpy.typing import NDArray
 
 from fediot import flower

@@ -11,9 +11,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+import flwr.simulation as simulation
 import numpy as np
 import pytest
-from flwr import simulation
 
 from fediot import flower
 from fediot.config import FLConfig

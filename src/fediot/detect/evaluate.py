@@ -1,8 +1,11 @@
-"""Per-client evaluation of anomaly scores as confusion counts, summarised macro (over clients) and pooled."""
+"""Per-client evaluation of anomaly scores as confusion counts, summarised macro (over clients) and pooled.
+
+Every number is computed by :mod:`fediot.detect.metrics`: counts by :class:`BinaryCounts` and
+:func:`counts_by_group`, macro means by :func:`macro_metrics`, pooled counts by :func:`pool_counts`.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,12 +14,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fediot.data.anomaly import TestSet
-from fediot.detect.metrics import BinaryCounts
+from fediot.detect.metrics import BinaryCounts, counts_by_group, macro_metrics, pool_counts
 from fediot.detect.window import window_vote
 
 __all__ = ["ClientEvaluation", "evaluate_scores", "summarize_evaluations"]
 
 METRICS = ("tpr", "fpr", "precision", "f1", "balanced_accuracy", "accuracy")
+"""The metrics written per client, macro and pooled (a subset of ``BINARY_METRICS``, in its order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +31,6 @@ class ClientEvaluation:
     by_attack: dict[str, BinaryCounts]
     window_counts: BinaryCounts | None = None
     window_by_attack: dict[str, BinaryCounts] | None = None
-
-
-def _by_type(
-    y: NDArray[np.int8], flags: NDArray[np.bool_], types: NDArray[np.str_]
-) -> dict[str, BinaryCounts]:
-    return {
-        str(t): BinaryCounts.from_predictions(y[types == t], flags[types == t])
-        for t in np.unique(types).tolist()
-    }
 
 
 def evaluate_scores(
@@ -57,7 +52,7 @@ def evaluate_scores(
         raise ValueError(f"{scores.shape[0]} scores for {test.y.shape[0]} test rows")
     flags = scores > threshold
     counts = BinaryCounts.from_predictions(test.y, flags)
-    by_attack = _by_type(test.y, flags, test.attack_type)
+    by_attack = counts_by_group(test.y, flags, test.attack_type)
     if window <= 1:
         return ClientEvaluation(counts, by_attack)
     voted = np.zeros_like(flags)
@@ -68,43 +63,28 @@ def evaluate_scores(
         counts,
         by_attack,
         BinaryCounts.from_predictions(test.y, voted),
-        _by_type(test.y, voted, test.attack_type),
+        counts_by_group(test.y, voted, test.attack_type),
     )
 
 
-def _metrics(c: BinaryCounts) -> dict[str, float]:
-    return {m: float(getattr(c, m)) for m in METRICS}
-
-
-def _macro(per_client: list[dict[str, float]]) -> dict[str, float]:
-    out = {}
-    for m in METRICS:
-        values = [d[m] for d in per_client if not math.isnan(d[m])]
-        out[m] = float(np.mean(values)) if values else float("nan")
-    return out
-
-
-def _client_entry(c: BinaryCounts) -> dict[str, Any]:
-    return {**_metrics(c), "tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}
+def _with_counts(c: BinaryCounts) -> dict[str, Any]:
+    metrics = c.metrics()
+    return {**{m: metrics[m] for m in METRICS}, "tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}
 
 
 def _summary(
     counts: Mapping[str, BinaryCounts], by_attack: Mapping[str, dict[str, BinaryCounts]]
 ) -> dict[str, Any]:
-    pooled = sum(counts.values(), BinaryCounts(0, 0, 0, 0))
-    attack_types = sorted({t for d in by_attack.values() for t in d})
-    pooled_attack = {}
-    for t in attack_types:
-        total = sum((d[t] for d in by_attack.values() if t in d), BinaryCounts(0, 0, 0, 0))
+    macro = macro_metrics(counts.values())
+    pooled_attack: dict[str, dict[str, float | int]] = {}
+    for t in sorted({t for d in by_attack.values() for t in d}):
+        total = pool_counts(d[t] for d in by_attack.values() if t in d)
         rate = total.fpr if t == "benign" else total.tpr
-        pooled_attack[t] = {
-            "rows": total.tp + total.fp + total.tn + total.fn,
-            ("fpr" if t == "benign" else "tpr"): float(rate),
-        }
+        pooled_attack[t] = {"rows": total.total, ("fpr" if t == "benign" else "tpr"): float(rate)}
     return {
-        "macro": _macro([_metrics(c) for c in counts.values()]),
-        "pooled": {**_metrics(pooled), "tp": pooled.tp, "fp": pooled.fp, "tn": pooled.tn, "fn": pooled.fn},
-        "clients": {cid: _client_entry(c) for cid, c in counts.items()},
+        "macro": {m: macro[m] for m in METRICS},
+        "pooled": _with_counts(pool_counts(counts.values())),
+        "clients": {cid: _with_counts(c) for cid, c in counts.items()},
         "by_attack": pooled_attack,
     }
 

@@ -181,7 +181,7 @@ def run_experiment(
     seed : int
         First seed; repeat ``k`` uses ``seed + k``.
     repeats : int
-        Number of seeds; numbers in ``runs`` are then means and ``runs_std`` holds the std.
+        Number of seeds; numbers in ``runs`` are then means and ``runs_std`` the sample std (ddof=1).
     overrides : list of str, optional
         ``section.key=value`` config overrides.
     """

@@ -1,4 +1,4 @@
-"""Mean and standard deviation over repeated runs, leaf by leaf, keeping the results' structure."""
+"""Mean and sample standard deviation (ddof=1) over repeated runs, leaf by leaf, keeping the structure."""
 
 from __future__ import annotations
 
@@ -14,14 +14,18 @@ def _is_number(v: Any) -> bool:
 
 
 def mean_std(runs: Sequence[Any]) -> tuple[Any, Any]:
-    """Return ``(mean, std)`` trees of equally shaped result trees (population std, NaN-aware).
+    """Return ``(mean, std)`` trees of equally shaped result trees; std is the sample std (ddof=1).
 
-    Non-numeric leaves are taken from the first run; their std is None.
+    Each numeric leaf's mean and sample standard deviation ``sqrt(sum((v - mean)**2) / (n - 1))`` are
+    taken over the runs where it is defined: NaN and None values are left out, so ``n`` may be smaller
+    than the number of runs. A leaf defined in no run has NaN mean and std; one defined in a single run
+    has that value as mean and NaN std (one value has no sample spread). Non-numeric leaves are taken
+    from the first run; their std is None.
 
     Examples
     --------
-    >>> mean_std([{"a": 1.0, "b": [1, 3]}, {"a": 3.0, "b": [3, 5]}])
-    ({'a': 2.0, 'b': [2.0, 4.0]}, {'a': 1.0, 'b': [1.0, 1.0]})
+    >>> mean_std([{"a": 1.0, "b": [1, 4]}, {"a": 2.0, "b": [2, 4]}, {"a": 3.0, "b": [3, 4]}])
+    ({'a': 2.0, 'b': [2.0, 4.0]}, {'a': 1.0, 'b': [1.0, 0.0]})
     """
     first = runs[0]
     if isinstance(first, dict):
@@ -36,6 +40,8 @@ def mean_std(runs: Sequence[Any]) -> tuple[Any, Any]:
         if not values:
             return float("nan"), float("nan")
         m = sum(values) / len(values)
-        s = math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
+        if len(values) == 1:
+            return m, float("nan")
+        s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
         return m, s
     return first, None

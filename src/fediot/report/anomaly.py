@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fediot.report.plots import plot_client_rates, plot_round_loss, plot_score_distributions
-from fediot.report.tables import fmt, fmt_pm, get_path, markdown_table
+from fediot.report.tables import fmt, fmt_pm, get_path, markdown_table, seeds_note
 
 __all__ = ["SEED_TABLES", "anomaly_markdown"]
 
@@ -63,7 +63,7 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
         f"mean + {cfg['threshold_k']} std of the opt-benign reconstruction MSE (federated from per-client "
         "sufficient statistics).",
         "",
-        f"Seeds: {', '.join(map(str, seeds))}" + (" (mean ± std)." if len(seeds) > 1 else "."),
+        seeds_note(seeds),
         "",
         f"## Detection on `{results['test_sets'][0]}` (instance level)",
         "",

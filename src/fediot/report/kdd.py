@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fediot.report.tables import fmt, fmt_pm, get_path, markdown_table
+from fediot.report.tables import fmt, fmt_pm, get_path, markdown_table, seeds_note
 
 __all__ = ["SEED_PAPER_ACCURACY", "kdd_gateways_markdown", "kdd_gateways_rows"]
 
@@ -48,7 +48,7 @@ def kdd_gateways_markdown(results: dict[str, Any], out: Path | None = None) -> s
         f"`fl` = {cfg['strategy']} over the 2 gateways, {cfg['rounds']} rounds x {cfg['local_epochs']} local "
         "epoch(s).",
         "",
-        f"Seeds: {', '.join(map(str, seeds))} (mean ± std over {len(seeds)} run(s) where more than one).",
+        seeds_note(seeds),
         "",
         "## Accuracy and macro-F1 per test split",
         "",

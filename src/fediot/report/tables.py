@@ -6,7 +6,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["fmt", "fmt_pm", "get_path", "markdown_table"]
+__all__ = ["STD_NOTE", "fmt", "fmt_pm", "get_path", "markdown_table", "seeds_note"]
+
+STD_NOTE = "sample std (ddof=1)"
+"""What ``±`` means in every report: the sample standard deviation over seeds."""
 
 
 def get_path(tree: Any, *keys: str) -> Any:
@@ -43,8 +46,23 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def seeds_note(seeds: Sequence[int]) -> str:
+    """Say which seeds a report's numbers come from and, for several, what ``±`` means.
+
+    Examples
+    --------
+    >>> seeds_note([0])
+    'Seed: 0.'
+    >>> seeds_note([0, 1, 2])
+    'Seeds: 0, 1, 2; numbers are mean ± sample std (ddof=1) over 3 seeds.'
+    """
+    if len(seeds) == 1:
+        return f"Seed: {seeds[0]}."
+    return f"Seeds: {', '.join(map(str, seeds))}; numbers are mean ± {STD_NOTE} over {len(seeds)} seeds."
+
+
 def fmt_pm(mean: Any, std: Any, digits: int = 4) -> str:
-    """Format ``mean ± std`` (just the mean when std is missing).
+    """Format ``mean ± std`` (just the mean when std is missing); std is the sample std over seeds.
 
     Examples
     --------

@@ -7,7 +7,7 @@
 - the same mini-batch order: per epoch ``torch.randperm(n_k, generator=g_k)`` with
   ``g_k = torch.Generator().manual_seed(seeds[k])``, batches of ``batch_size`` rows, the last one partial;
 - the same loss and gradient: the per-client mean squared error over each batch (``nn.MSELoss``), its exact
-  backward formula, ``tanh_backward`` through the hidden layers;
+  backward formula, ``tanh_backward`` through every ``Tanh`` (a final one after the output layer included);
 - the same optimiser: a fresh ``torch.optim`` SGD (momentum, weight decay) or Adam (bias correction, eps
   placement) per client, run by ``torch.optim``'s own functional update over the stacked tensors;
 - the same reported loss: the mean batch loss of the last epoch, weighted by batch size.
@@ -88,6 +88,12 @@ def _linear_tanh_chain(module: nn.Module) -> list[_Layer]:
     if not layers or 2 * len(layers) != len(keys):
         raise TypeError(
             "batched training needs a module whose state is exactly its Linear layers' parameters"
+        )
+    linears = [child for _, child in named if isinstance(child, nn.Linear)]
+    if linears[-1].out_features != linears[0].in_features:
+        raise TypeError(
+            "batched training trains autoencoders: the last Linear's output width "
+            f"({linears[-1].out_features}) must equal the first one's input width ({linears[0].in_features})"
         )
     return layers
 
@@ -305,6 +311,8 @@ def _forward_backward(
     loss_sum = diff.square().sum(dim=(1, 2))
     # MSELoss(mean) backward: (2 / numel) * (out - x), numel = batch * n_features
     g = diff.mul_(2.0 / (x.shape[1] * x.shape[2]))
+    if layers[-1].tanh:  # a final Tanh: back through it before the last Linear's gradients
+        g = torch.ops.aten.tanh_backward(g, h)
     grads: list[torch.Tensor] = [g] * len(params)
     for i in range(len(layers) - 1, -1, -1):
         if i == 0:  # x^T g is much faster than g^T x when the data holds subnormal values (same sums)

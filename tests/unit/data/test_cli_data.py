@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from fediot.cli import app
 from fediot.data.catalog import DATASETS
-from fediot.errors import DataError
+from fediot.errors import ConfigError, DataError
 
 runner = CliRunner()
 
@@ -84,6 +84,6 @@ def test_download_unreachable_server_names_the_url(tmp_path: Path) -> None:
 def test_download_of_a_shipped_dataset_is_refused(tmp_path: Path) -> None:
     # Execute
     result = runner.invoke(app, ["data", "download", "kdd99", "--to", str(tmp_path)])
-    # Assert
-    assert isinstance(result.exception, DataError)
+    # Assert: a usage error (the real entry point exits 2 for it, tests/e2e/test_cli_exit.py)
+    assert isinstance(result.exception, ConfigError)
     assert "only 'nbaiot'" in str(result.exception)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import flwr.app as flwr_app
+import flwr.serverapp.grid as flwr_grid
+import flwr.serverapp.strategy as flwr_strategy
 import numpy as np
 import pytest
 
@@ -12,10 +15,6 @@ from fediot.federated.strategy import FedAvg, FedAvgM
 from fediot.federated.types import ClientUpdate, Weights
 
 pytestmark = pytest.mark.flower
-
-flwr_app = pytest.importorskip("flwr.app")
-flwr_strategy = pytest.importorskip("flwr.serverapp.strategy")
-flwr_grid = pytest.importorskip("flwr.serverapp.grid")
 
 SHAPES = [(5, 3), (3,), (2, 5)]
 NUM_NODES = 4

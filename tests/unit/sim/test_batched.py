@@ -174,6 +174,86 @@ def test_engine_groups_clients_with_different_configs_and_keeps_input_order() ->
     assert np.isnan(batched[1][1])
 
 
+def _chain(kind: str) -> nn.Sequential:
+    """A Linear/Tanh chain from 115 features back to 115, named by its shape."""
+    chains: dict[str, list[nn.Module]] = {
+        "final-tanh": [nn.Linear(NUM_FEATURES, 40), nn.Tanh(), nn.Linear(40, NUM_FEATURES), nn.Tanh()],
+        "no-tanh": [nn.Linear(NUM_FEATURES, 40), nn.Linear(40, NUM_FEATURES)],
+        "single-linear-tanh": [nn.Linear(NUM_FEATURES, NUM_FEATURES), nn.Tanh()],
+        "three-layers-final-tanh": [
+            nn.Linear(NUM_FEATURES, 60),
+            nn.Tanh(),
+            nn.Linear(60, 30),
+            nn.Linear(30, NUM_FEATURES),
+            nn.Tanh(),
+        ],
+    }
+    return init_module(nn.Sequential(*chains[kind]), 0)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("kind", ["final-tanh", "no-tanh", "single-linear-tanh", "three-layers-final-tanh"])
+@pytest.mark.parametrize(
+    ("config", "atol"),
+    [
+        (TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.9), SGD_ATOL),
+        (TrainConfig(epochs=2, batch_size=32, lr=1e-3, optimizer="adam"), ADAM_ATOL),
+    ],
+    ids=["sgd-momentum", "adam"],
+)
+def test_engine_matches_sequential_training_for_any_linear_tanh_chain(
+    kind: str, config: TrainConfig, atol: float
+) -> None:
+    # Prepare: a final Tanh after the output layer used to be ignored by the backward pass (2.7e-2 off)
+    x = _rows()
+    sizes = [299, 70, 5]
+    xs = [x[:n] for n in sizes]
+    start = get_weights(_chain(kind))
+    # Execute
+    batched = train_autoencoders_batched(_chain(kind), [start] * 3, xs, [config] * 3, [1, 2, 3])
+    # Assert
+    for (wb, loss_b), xk, seed in zip(batched, xs, [1, 2, 3], strict=True):
+        module = _chain(kind)
+        loss_s = train_autoencoder(module, xk, config, seed=seed)
+        assert _max_abs_diff(wb, get_weights(module)) < atol
+        assert _max_abs_diff(wb, start) > 100 * atol  # it did train
+        assert loss_b == pytest.approx(loss_s, rel=1e-5)
+
+
+def test_executor_equals_client_fit_for_a_chain_ending_in_tanh() -> None:
+    # Prepare: AutoencoderClients whose model is Sequential(Linear, Tanh, Linear, Tanh)
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.5)
+    x = _rows()
+    clients = []
+    for i, n in enumerate([299, 120, 45]):
+        client = AutoencoderClient(
+            f"gw{i}", lambda: _chain("final-tanh"), x[:n], x[:0], config, seed=i, retrain_every=0
+        )
+        client.set_scaler(_Identity())
+        clients.append(client)
+    start = get_weights(_chain("final-tanh"))
+    round_config: Config = {"server-round": 1}
+    # Execute
+    replies = BatchedAutoencoderExecutor().fit_round(clients, start, round_config, fail_fast=True)
+    # Assert
+    for reply, client in zip(replies, clients, strict=True):
+        assert isinstance(reply, ClientUpdate)
+        expected = client.fit(start, round_config)
+        assert _max_abs_diff(reply.weights, expected.weights) < SGD_ATOL
+        assert _max_abs_diff(reply.weights, start) > 100 * SGD_ATOL
+        assert float(reply.metrics["train_loss"]) == pytest.approx(
+            float(expected.metrics["train_loss"]), rel=1e-5
+        )
+
+
+def test_engine_rejects_a_chain_that_does_not_reconstruct_its_input() -> None:
+    # Prepare: 4 features in, 3 out: not an autoencoder
+    module = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    x = np.zeros((5, 4), np.float32)
+    # Execute / Assert
+    with pytest.raises(TypeError, match=r"last Linear's output width \(3\) must equal .* input width \(4\)"):
+        train_autoencoders_batched(module, [get_weights(module)], [x], [TrainConfig()], [0])
+
+
 def test_engine_rejects_modules_that_are_not_linear_tanh_chains() -> None:
     # Prepare
     module = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 4))
