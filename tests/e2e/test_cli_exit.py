@@ -56,7 +56,15 @@ def _free_port() -> int:
     [
         (
             ["run", "strategies", "--data", "nsl-kdd", "--set", "federated.rounds=abc"],
-            "invalid literal for int()",
+            "federated.rounds: expected an integer, got 'abc'",
+        ),
+        (
+            ["run", "--set", "federated.roundz=5"],
+            "unknown key 'federated.roundz' (did you mean 'federated.rounds'?)",
+        ),
+        (
+            ["run", "--set", "train.optimizer=sgdd"],
+            "train.optimizer: expected one of 'adam', 'sgd', got 'sgdd'",
         ),
         (["run", "no-such-experiment"], "unknown experiment 'no-such-experiment'"),
         (["run", "strategies", "--set", "federated.rounds"], "must look like section.key=value"),
@@ -71,6 +79,8 @@ def _free_port() -> int:
     ],
     ids=[
         "set-not-an-int",
+        "set-unknown-key",
+        "set-unknown-optimizer",
         "unknown-experiment",
         "set-without-value",
         "repeats-0",
