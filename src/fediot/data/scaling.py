@@ -207,8 +207,46 @@ def _arrays_from_dict(d: Mapping[str, Any], kind: str, names: tuple[str, str]) -
     return out
 
 
+class _AffineScaler:
+    """What both scalers share: ``(a - offset) / scale_``, ``a = x`` (``signed_log1p(x)`` when ``log``)."""
+
+    kind: ClassVar[str]
+    offset_key: ClassVar[str]
+    """Name of the offset in :meth:`to_dict` (``min`` or ``mean``); the attribute is that name + ``_``."""
+    scale_: NDArray[np.float64]
+    log: bool
+
+    @property
+    def offset(self) -> NDArray[np.float64]:
+        """The per-feature offset, shape (n_features,)."""
+        value: NDArray[np.float64] = getattr(self, f"{self.offset_key}_")
+        return value
+
+    @property
+    def num_features(self) -> int:
+        """Number of features."""
+        return int(self.scale_.shape[0])
+
+    def transform(self, x: ArrayLike) -> NDArray[np.float32]:
+        """Scale ``x`` of shape (n_samples, n_features); compute in float64, return float32.
+
+        Raises
+        ------
+        DataError
+            On a wrong width, or NaN/inf in ``x`` (names the column index).
+        """
+        a = _check_input(x, self.num_features)
+        if self.log:
+            a = signed_log1p(a)
+        return ((a - self.offset) / self.scale_).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return ``{"kind": ..., "min" or "mean": ..., "scale": ..., "log": ...}`` (float64 arrays)."""
+        return {"kind": self.kind, self.offset_key: self.offset, "scale": self.scale_, "log": self.log}
+
+
 @dataclass(frozen=True, slots=True)
-class MinMaxScaler:
+class MinMaxScaler(_AffineScaler):
     """``(x - min) / (max - min)`` per feature; a constant feature gets scale 1 (shift only).
 
     Rows outside the training range map outside [0, 1] (that is how attacks stand out). Matches
@@ -229,6 +267,7 @@ class MinMaxScaler:
     """
 
     kind: ClassVar[str] = "minmax"
+    offset_key: ClassVar[str] = "min"
     min_: NDArray[np.float64]
     scale_: NDArray[np.float64]
     log: bool = False
@@ -246,28 +285,6 @@ class MinMaxScaler:
         """Fit on the rows of ``x`` of shape (n_samples, n_features) (one client, or the pooled data)."""
         return cls.from_stats(SufficientStats.from_array(x))
 
-    @property
-    def num_features(self) -> int:
-        """Number of features."""
-        return int(self.min_.shape[0])
-
-    def transform(self, x: ArrayLike) -> NDArray[np.float32]:
-        """Scale ``x`` of shape (n_samples, n_features); compute in float64, return float32.
-
-        Raises
-        ------
-        DataError
-            On a wrong width, or NaN/inf in ``x`` (names the column index).
-        """
-        a = _check_input(x, self.num_features)
-        if self.log:
-            a = signed_log1p(a)
-        return ((a - self.min_) / self.scale_).astype(np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return ``{"kind": "minmax", "min": ..., "scale": ...}`` (float64 arrays)."""
-        return {"kind": self.kind, "min": self.min_, "scale": self.scale_, "log": self.log}
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MinMaxScaler:
         """Inverse of :meth:`to_dict`."""
@@ -276,7 +293,7 @@ class MinMaxScaler:
 
 
 @dataclass(frozen=True, slots=True)
-class StandardScaler:
+class StandardScaler(_AffineScaler):
     """``(x - mean) / std`` per feature, population std (ddof=0); a constant feature gets scale 1.
 
     A feature is constant when its std is negligible next to its magnitude (see ``CONSTANT_RTOL``).
@@ -290,6 +307,7 @@ class StandardScaler:
     """
 
     kind: ClassVar[str] = "standard"
+    offset_key: ClassVar[str] = "mean"
     mean_: NDArray[np.float64]
     scale_: NDArray[np.float64]
     log: bool = False
@@ -306,28 +324,6 @@ class StandardScaler:
     def from_array(cls, x: ArrayLike) -> StandardScaler:
         """Fit on the rows of ``x`` of shape (n_samples, n_features) (one client, or the pooled data)."""
         return cls.from_stats(SufficientStats.from_array(x))
-
-    @property
-    def num_features(self) -> int:
-        """Number of features."""
-        return int(self.mean_.shape[0])
-
-    def transform(self, x: ArrayLike) -> NDArray[np.float32]:
-        """Scale ``x`` of shape (n_samples, n_features); compute in float64, return float32.
-
-        Raises
-        ------
-        DataError
-            On a wrong width, or NaN/inf in ``x`` (names the column index).
-        """
-        a = _check_input(x, self.num_features)
-        if self.log:
-            a = signed_log1p(a)
-        return ((a - self.mean_) / self.scale_).astype(np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return ``{"kind": "standard", "mean": ..., "scale": ...}`` (float64 arrays)."""
-        return {"kind": self.kind, "mean": self.mean_, "scale": self.scale_, "log": self.log}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StandardScaler:

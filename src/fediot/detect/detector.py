@@ -32,6 +32,8 @@ from fediot.models.weights import Weights
 
 __all__ = ["FORMAT_VERSION", "AnomalyDetector"]
 
+_RECORDED = ("device_thresholds", "feature_set", "window", "training", "dataset")
+"""Artefact fields that ``from_parts`` records as they are."""
 DEFAULT_TRAIN_CONFIG = TrainConfig(epochs=20, batch_size=32, lr=1e-3, optimizer="adam")
 
 
@@ -368,17 +370,9 @@ class AnomalyDetector:
             rule = ThresholdRule.from_dict(art.threshold_rule)
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise DataError(f"inconsistent detector artefact ({type(exc).__name__}: {exc})", path=p) from None
+        recorded = {name: getattr(art, name) for name in _RECORDED}
         det = cls.from_parts(
-            module,
-            scaler,
-            art.threshold,
-            feature_names=art.feature_names,
-            threshold_rule=rule,
-            device_thresholds=art.device_thresholds,
-            feature_set=art.feature_set,
-            window=art.window,
-            training=art.training,
-            dataset=art.dataset,
+            module, scaler, art.threshold, feature_names=art.feature_names, threshold_rule=rule, **recorded
         )
         det.seed = art.seed
         det.train_loss_ = art.train_loss

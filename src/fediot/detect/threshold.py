@@ -15,6 +15,7 @@ Two rules (:class:`ThresholdRule`):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -291,21 +292,13 @@ def threshold_from_summaries(summaries: Iterable[ErrorSummary], rule: ThresholdR
     items = list(summaries)
     if not items:
         raise DataError("no client summaries to set a threshold from")
-    if rule.kind == "mean_std":
-        stats = [s for s in items if isinstance(s, SufficientStats)]
-        if len(stats) != len(items):
-            raise DataError("the mean_std rule needs SufficientStats summaries from every client")
-        merged_stats = stats[0]
-        for s in stats[1:]:
-            merged_stats = merged_stats + s
-        return threshold_from_stats(merged_stats, k=rule.k)
-    hists = [h for h in items if isinstance(h, ErrorHistogram)]
-    if len(hists) != len(items):
-        raise DataError("the quantile rule needs ErrorHistogram summaries from every client")
-    merged_hist = hists[0]
-    for h in hists[1:]:
-        merged_hist = merged_hist + h
-    return threshold_from_histogram(merged_hist, rule.q)
+    kind = SufficientStats if rule.kind == "mean_std" else ErrorHistogram
+    if not all(isinstance(s, kind) for s in items):
+        raise DataError(f"the {rule.kind} rule needs {kind.__name__} summaries from every client")
+    merged = functools.reduce(lambda a, b: a.merge(b), items)  # type: ignore[arg-type]
+    if isinstance(merged, SufficientStats):
+        return threshold_from_stats(merged, k=rule.k)
+    return threshold_from_histogram(merged, rule.q)
 
 
 def local_thresholds(errors_by_client: Mapping[str, ArrayLike], rule: ThresholdRule) -> dict[str, float]:

@@ -6,7 +6,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -183,6 +183,19 @@ def _window(ds: AnomalyDataset, cfg: AnomalyConfig) -> int:
     return cfg.detect.window if ds.time_ordered else 1
 
 
+class _Run(NamedTuple):
+    """What one variant's run needs: the data, the variant, the config, the model and the seed."""
+
+    ds: AnomalyDataset
+    spec: VariantSpec
+    cfg: AnomalyConfig
+    factory: Callable[[], Autoencoder]
+    initial: Weights
+    seed: int
+    progress: Progress
+    cache: dict[str, Any]
+
+
 def run_variant(
     ds: AnomalyDataset,
     spec: VariantSpec,
@@ -203,12 +216,13 @@ def run_variant(
     factory = _new_model(ds, cfg)
     initial = get_weights(init_module(factory(), init_seed(seed)))
     t0 = time.perf_counter()
+    run = _Run(ds, spec, cfg, factory, initial, seed, progress, cache)
     if spec.kind == "federated":
-        res = _run_federated(ds, spec, cfg, factory, initial, seed, progress, cache)
+        res = _run_federated(run)
     elif spec.kind == "centralized":
-        res = _run_centralized(ds, spec, cfg, factory, initial, seed, progress, cache)
+        res = _run_centralized(run)
     else:
-        res = _run_local(ds, spec, cfg, factory, initial, seed, progress, cache)
+        res = _run_local(run)
     res["wall_seconds"] = time.perf_counter() - t0
     res["window_applied"] = cfg.detect.window > 1 and ds.time_ordered
     return res
@@ -264,16 +278,8 @@ def _detector(
     )
 
 
-def _run_federated(
-    ds: AnomalyDataset,
-    spec: VariantSpec,
-    cfg: AnomalyConfig,
-    factory: Callable[[], Autoencoder],
-    initial: Weights,
-    seed: int,
-    progress: Progress,
-    cache: dict[str, Any],
-) -> dict[str, Any]:
+def _run_federated(run: _Run) -> dict[str, Any]:
+    ds, spec, cfg, factory, initial, seed, progress, cache = run
     fl = replace(cfg.variant_config(spec), seed=seed)
     tc = cfg.train_config(fl.federated.local_epochs)
     clients: dict[str, Client] = {
@@ -354,16 +360,8 @@ def _score_sample(
     }
 
 
-def _run_centralized(
-    ds: AnomalyDataset,
-    spec: VariantSpec,
-    cfg: AnomalyConfig,
-    factory: Callable[[], Autoencoder],
-    initial: Weights,
-    seed: int,
-    progress: Progress,
-    cache: dict[str, Any],
-) -> dict[str, Any]:
+def _run_centralized(run: _Run) -> dict[str, Any]:
+    ds, spec, cfg, factory, initial, seed, progress, cache = run
     x_train = np.concatenate([c.x_train for c in ds.clients.values()])
     x_opt = np.concatenate([c.x_opt for c in ds.clients.values()])
     progress.task(f"centralized: {cfg.epochs_equivalent} epochs on pooled benign rows", 1)
@@ -383,16 +381,8 @@ def _run_centralized(
     return res
 
 
-def _run_local(
-    ds: AnomalyDataset,
-    spec: VariantSpec,
-    cfg: AnomalyConfig,
-    factory: Callable[[], Autoencoder],
-    initial: Weights,
-    seed: int,
-    progress: Progress,
-    cache: dict[str, Any],
-) -> dict[str, Any]:
+def _run_local(run: _Run) -> dict[str, Any]:
+    ds, spec, cfg, factory, initial, seed, progress, cache = run
     models: dict[str, tuple[Autoencoder, Scaler, float]] = cache.setdefault("local_models", {})
     if not models:
         progress.task(

@@ -221,8 +221,46 @@ class EngineState:
     threshold: float | None = None
 
 
+class RoundHistory:
+    """Totals over a run's :class:`RoundRecord` s (``rounds``), shared by every result type."""
+
+    rounds: list[RoundRecord]
+
+    @property
+    def bytes_sent(self) -> int:
+        """Total weight payload sent by the server."""
+        return sum(r.bytes_sent for r in self.rounds)
+
+    @property
+    def bytes_received(self) -> int:
+        """Total weight payload received from accepted replies."""
+        return sum(r.bytes_received for r in self.rounds)
+
+
 @dataclass(frozen=True, slots=True)
-class FederationResult:
+class RoundPlan:
+    """How every round selects clients and treats their replies.
+
+    Attributes
+    ----------
+    fraction_fit : float
+        Selection size ``max(min_fit_clients, ceil(fraction_fit * available))``.
+    min_fit_clients : int
+        A round (and a statistics query) needs at least this many accepted replies.
+    fit_config : callable or None
+        ``server_round -> Config`` sent to every selected client (``server-round`` is added).
+    tolerate_failures : bool
+        If False, the first failed or rejected reply raises; if True it is counted and left out.
+    """
+
+    fraction_fit: float = 1.0
+    min_fit_clients: int = 1
+    fit_config: Callable[[int], Config] | None = None
+    tolerate_failures: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FederationResult(RoundHistory):
     """The outcome of :func:`run_federation`.
 
     Attributes
@@ -248,16 +286,6 @@ class FederationResult:
     rule: ThresholdRule | None
     rounds: list[RoundRecord]
     state: EngineState
-
-    @property
-    def bytes_sent(self) -> int:
-        """Total weight payload sent by the server."""
-        return sum(r.bytes_sent for r in self.rounds)
-
-    @property
-    def bytes_received(self) -> int:
-        """Total weight payload received from accepted replies."""
-        return sum(r.bytes_received for r in self.rounds)
 
 
 def check_update(update: ClientUpdate, reference: Weights) -> str | None:
@@ -303,15 +331,12 @@ def run_rounds(
     transport: Transport,
     strategy: Strategy,
     weights: Weights,
+    plan: RoundPlan,
     *,
     rng: np.random.Generator,
     first_round: int,
     last_round: int,
-    fraction_fit: float,
-    min_fit_clients: int,
-    fit_config: Callable[[int], Config] | None = None,
     scaler: Scaler | None = None,
-    tolerate_failures: bool = False,
     on_round: Callable[[RoundRecord, Weights], None] | None = None,
 ) -> tuple[Weights, list[RoundRecord]]:
     """Run rounds ``first_round..last_round``: the one federated round loop.
@@ -323,19 +348,14 @@ def run_rounds(
         Holds the server state; ``aggregate`` folds the accepted replies (in selection order).
     weights : Weights
         Global weights before ``first_round``.
+    plan : RoundPlan
+        Selection size, replies needed, training config, failure tolerance.
     rng : numpy.random.Generator
         Client selection (advanced once per round).
     first_round, last_round : int
         1-based, inclusive.
-    fraction_fit, min_fit_clients : float, int
-        Selection size ``max(min_fit_clients, ceil(fraction_fit * available))``; a round needs at least
-        ``min_fit_clients`` accepted replies.
-    fit_config : callable, optional
-        ``server_round -> Config`` sent to every selected client (``server-round`` is added).
     scaler : Scaler, optional
         Sent with every training request (clients scale their rows with it).
-    tolerate_failures : bool
-        If False, the first failed or rejected reply raises; if True it is counted and left out.
     on_round : callable, optional
         ``(record, new_weights)`` after each round (progress, checkpoints).
 
@@ -354,8 +374,8 @@ def run_rounds(
         ids = transport.available()
         if not ids:
             raise RoundFailedError(f"round {server_round}: no clients available")
-        selected = select_clients(rng, ids, fraction_fit, min(min_fit_clients, len(ids)))
-        config: dict[str, Scalar] = dict(fit_config(server_round) if fit_config else {})
+        selected = select_clients(rng, ids, plan.fraction_fit, min(plan.min_fit_clients, len(ids)))
+        config: dict[str, Scalar] = dict(plan.fit_config(server_round) if plan.fit_config else {})
         config["server-round"] = server_round
         replies = transport.send(selected, Request(TRAIN, server_round, weights, config, scaler))
         updates: list[ClientUpdate] = []
@@ -365,7 +385,7 @@ def run_rounds(
         for cid, reply in zip(selected, replies, strict=True):
             if not isinstance(reply, ClientUpdate):
                 failure = reply if isinstance(reply, Exception) else ClientFailure("replied with statistics")
-                if not tolerate_failures:
+                if not plan.tolerate_failures:
                     raise failure
                 failures += 1
                 reasons.append(f"{cid}: {failure}")
@@ -373,7 +393,7 @@ def run_rounds(
                 continue
             why = check_update(reply, weights)
             if why is not None:
-                if not tolerate_failures:
+                if not plan.tolerate_failures:
                     raise RoundFailedError(
                         f"round {server_round}: client {cid!r} sent a rejected update: {why}"
                     )
@@ -383,10 +403,10 @@ def run_rounds(
                 log.warning("round %d: rejected the update of client %s: %s", server_round, cid, why)
                 continue
             updates.append(reply)
-        if len(updates) < min_fit_clients:
+        if len(updates) < plan.min_fit_clients:
             raise RoundFailedError(
                 f"round {server_round}: only {len(updates)} of {len(selected)} clients replied with an "
-                f"accepted update, fewer than federated.min_fit_clients={min_fit_clients}"
+                f"accepted update, fewer than federated.min_fit_clients={plan.min_fit_clients}"
                 + (f" (first failure: {reasons[0]})" if reasons else "")
             )
         sent = weights_nbytes(weights) * len(selected)
@@ -463,15 +483,12 @@ def run_federation(
     transport: Transport,
     strategy: Strategy,
     initial_weights: Weights,
+    plan: RoundPlan,
     *,
     seed: int,
     rounds: int,
-    fraction_fit: float,
-    min_fit_clients: int,
-    fit_config: Callable[[int], Config] | None = None,
     scaler_kind: str | None = None,
     threshold_rule: ThresholdRule | None = None,
-    tolerate_failures: bool = False,
     state: EngineState | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     on_state: Callable[[EngineState], None] | None = None,
@@ -484,12 +501,12 @@ def run_federation(
     strategy : Strategy
     initial_weights : Weights
         The global model before round 1 (ignored when resuming from ``state``).
+    plan : RoundPlan
+        As in :func:`run_rounds`; ``min_fit_clients`` also bounds the statistics rounds' replies.
     seed : int
         Seeds client selection.
     rounds : int
         The round to reach (a resumed run continues from ``state.server_round + 1``).
-    fraction_fit, min_fit_clients, fit_config, tolerate_failures
-        As in :func:`run_rounds`; ``min_fit_clients`` also bounds the statistics rounds' replies.
     scaler_kind : str, optional
         Federated scaler kind (``fediot.data.scaling.SCALER_KINDS``); None: clients scale as built.
     threshold_rule : ThresholdRule, optional
@@ -535,8 +552,8 @@ def run_federation(
                 weights=None,
                 scaler=None,
                 config={"scaler": scaler_kind},
-                min_replies=min_fit_clients,
-                tolerate_failures=tolerate_failures,
+                min_replies=plan.min_fit_clients,
+                tolerate_failures=plan.tolerate_failures,
             )
             merged = merge_summaries(stats)
             if not hasattr(merged, "mean"):
@@ -577,14 +594,11 @@ def run_federation(
         transport,
         strategy,
         weights,
+        plan,
         rng=rng,
         first_round=current.server_round + 1,
         last_round=rounds,
-        fraction_fit=fraction_fit,
-        min_fit_clients=min_fit_clients,
-        fit_config=fit_config,
         scaler=scaler,
-        tolerate_failures=tolerate_failures,
         on_round=_after_round,
     )
     threshold: float | None = None
@@ -600,8 +614,8 @@ def run_federation(
                 weights=weights,
                 scaler=scaler,
                 config=threshold_rule_config(threshold_rule),
-                min_replies=min_fit_clients,
-                tolerate_failures=tolerate_failures,
+                min_replies=plan.min_fit_clients,
+                tolerate_failures=plan.tolerate_failures,
             )
             threshold = threshold_from_summaries([merge_summaries(summaries)], threshold_rule)
             current = replace(
@@ -650,18 +664,21 @@ def run_fl(
     from fediot.federated.settings import fit_config, strategy_for, threshold_rule
 
     fed = cfg.federated
+    plan = RoundPlan(
+        fraction_fit=fed.fraction_fit,
+        min_fit_clients=fed.min_fit_clients if min_fit_clients is None else min_fit_clients,
+        fit_config=fit_config(cfg),
+        tolerate_failures=fed.tolerate_failures,
+    )
     return run_federation(
         transport,
         strategy_for(cfg),
         initial_weights,
+        plan,
         seed=cfg.seed,
         rounds=fed.rounds,
-        fraction_fit=fed.fraction_fit,
-        min_fit_clients=fed.min_fit_clients if min_fit_clients is None else min_fit_clients,
-        fit_config=fit_config(cfg),
         scaler_kind=cfg.train.scaler,
         threshold_rule=threshold_rule(cfg.detect),
-        tolerate_failures=fed.tolerate_failures,
         state=state,
         on_round=on_round,
         on_state=on_state,

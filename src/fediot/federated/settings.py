@@ -46,16 +46,13 @@ def threshold_rule(detect: DetectConfig) -> ThresholdRule:
     )
 
 
+_LOCAL_TRAINING = ("batch_size", "lr", "optimizer", "momentum", "weight_decay")
+"""The ``[train]`` fields that are ``fediot.models.train.TrainConfig`` fields of the same name."""
+
+
 def local_train_config(train: TrainingConfig, epochs: int) -> TrainConfig:
-    """Local training settings of a ``[train]`` section for ``epochs`` passes."""
-    return TrainConfig(
-        epochs=epochs,
-        batch_size=train.batch_size,
-        lr=train.lr,
-        optimizer=train.optimizer,
-        momentum=train.momentum,
-        weight_decay=train.weight_decay,
-    )
+    """Return the local training settings of a ``[train]`` section for ``epochs`` passes."""
+    return TrainConfig(epochs=epochs, **{name: getattr(train, name) for name in _LOCAL_TRAINING})
 
 
 def fit_config(cfg: FLConfig) -> Callable[[int], Config]:

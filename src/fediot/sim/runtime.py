@@ -18,7 +18,7 @@ from fediot.data.scaling import Scaler
 from fediot.errors import ConfigError
 from fediot.federated import engine
 from fediot.federated.client import Client, answer_query
-from fediot.federated.engine import TRAIN, Reply, Request, RoundRecord
+from fediot.federated.engine import TRAIN, Reply, Request, RoundHistory, RoundRecord
 from fediot.federated.strategy import Strategy
 from fediot.federated.types import ClientUpdate, Config, Weights
 
@@ -26,23 +26,13 @@ __all__ = ["Executor", "InProcessTransport", "RoundRecord", "SequentialExecutor"
 
 
 @dataclass(slots=True)
-class SimResult:
+class SimResult(RoundHistory):
     """The outcome of :func:`run_rounds`: final global weights and the per-round history."""
 
     weights: Weights
     rounds: list[RoundRecord] = field(default_factory=list)
     rng_state: dict[str, Any] | None = None
     """Client-selection generator state after the last round (pass it back to resume)."""
-
-    @property
-    def bytes_sent(self) -> int:
-        """Total weight payload sent by the server."""
-        return sum(r.bytes_sent for r in self.rounds)
-
-    @property
-    def bytes_received(self) -> int:
-        """Total weight payload received from accepted replies."""
-        return sum(r.bytes_received for r in self.rounds)
 
 
 class Executor(Protocol):
@@ -200,17 +190,15 @@ def run_rounds(
     rng = np.random.default_rng(seed)
     if rng_state is not None:
         rng.bit_generator.state = dict(rng_state)
+    plan = engine.RoundPlan(fraction_fit, min_fit_clients, fit_config, tolerate_failures)
     weights, records = engine.run_rounds(
         transport,
         strategy,
         [w.copy() for w in initial_weights],
+        plan,
         rng=rng,
         first_round=start_round,
         last_round=num_rounds,
-        fraction_fit=fraction_fit,
-        min_fit_clients=min_fit_clients,
-        fit_config=fit_config,
-        tolerate_failures=tolerate_failures,
         on_round=None if on_round is None else (lambda record, _w: on_round(record)),
     )
     return SimResult(weights=weights, rounds=records, rng_state=dict(rng.bit_generator.state))
