@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -244,6 +244,31 @@ class _AffineScaler:
         """Return ``{"kind": ..., "min" or "mean": ..., "scale": ..., "log": ...}`` (float64 arrays)."""
         return {"kind": self.kind, self.offset_key: self.offset, "scale": self.scale_, "log": self.log}
 
+    @classmethod
+    def _fit(
+        cls, stats: SufficientStats, offset: NDArray[np.float64], spread: NDArray[np.float64], log: bool
+    ) -> Self:
+        """Build from an offset and a spread (span or std); a negligible spread becomes scale 1."""
+        if stats.count == 0:
+            raise DataError("cannot fit a scaler on zero rows")
+        return cls(offset.copy(), np.where(_negligible(spread, stats), 1.0, spread), log)  # type: ignore[call-arg]
+
+    @classmethod
+    def from_stats(cls, stats: SufficientStats, *, log: bool = False) -> Self:
+        """Fit from (federated) sufficient statistics (of ``signed_log1p(x)`` rows when ``log``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_array(cls, x: ArrayLike) -> Self:
+        """Fit on the rows of ``x`` of shape (n_samples, n_features) (one client, or the pooled data)."""
+        return cls.from_stats(SufficientStats.from_array(x))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        """Inverse of :meth:`to_dict`."""
+        offset, scale = _arrays_from_dict(d, cls.kind, (cls.offset_key, "scale"))
+        return cls(offset, scale, bool(d.get("log", False)))  # type: ignore[call-arg]
+
 
 @dataclass(frozen=True, slots=True)
 class MinMaxScaler(_AffineScaler):
@@ -275,21 +300,7 @@ class MinMaxScaler(_AffineScaler):
     @classmethod
     def from_stats(cls, stats: SufficientStats, *, log: bool = False) -> MinMaxScaler:
         """Fit from (federated) sufficient statistics (of ``signed_log1p(x)`` rows when ``log``)."""
-        if stats.count == 0:
-            raise DataError("cannot fit a scaler on zero rows")
-        span = stats.max - stats.min
-        return cls(stats.min.copy(), np.where(_negligible(span, stats), 1.0, span), log)
-
-    @classmethod
-    def from_array(cls, x: ArrayLike) -> MinMaxScaler:
-        """Fit on the rows of ``x`` of shape (n_samples, n_features) (one client, or the pooled data)."""
-        return cls.from_stats(SufficientStats.from_array(x))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> MinMaxScaler:
-        """Inverse of :meth:`to_dict`."""
-        lo, scale = _arrays_from_dict(d, cls.kind, ("min", "scale"))
-        return cls(lo, scale, bool(d.get("log", False)))
+        return cls._fit(stats, stats.min, stats.max - stats.min, log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,21 +326,7 @@ class StandardScaler(_AffineScaler):
     @classmethod
     def from_stats(cls, stats: SufficientStats, *, log: bool = False) -> StandardScaler:
         """Fit from (federated) sufficient statistics (of ``signed_log1p(x)`` rows when ``log``)."""
-        if stats.count == 0:
-            raise DataError("cannot fit a scaler on zero rows")
-        std = np.sqrt(stats.var(ddof=0))
-        return cls(stats.mean.copy(), np.where(_negligible(std, stats), 1.0, std), log)
-
-    @classmethod
-    def from_array(cls, x: ArrayLike) -> StandardScaler:
-        """Fit on the rows of ``x`` of shape (n_samples, n_features) (one client, or the pooled data)."""
-        return cls.from_stats(SufficientStats.from_array(x))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> StandardScaler:
-        """Inverse of :meth:`to_dict`."""
-        mean, scale = _arrays_from_dict(d, cls.kind, ("mean", "scale"))
-        return cls(mean, scale, bool(d.get("log", False)))
+        return cls._fit(stats, stats.mean, np.sqrt(stats.var(ddof=0)), log)
 
 
 Scaler = MinMaxScaler | StandardScaler
