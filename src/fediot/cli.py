@@ -61,7 +61,15 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="Torch threads for training and scoring (default 1)."),
+    ] = None,
 ) -> None:
+    if threads is not None:
+        from fediot.models.threads import set_threads
+
+        set_threads(threads)
     state.verbose = verbose
     state.quiet = quiet
     if quiet:

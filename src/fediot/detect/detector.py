@@ -24,10 +24,10 @@ from fediot.models import (
     TrainConfig,
     get_weights,
     init_module,
-    reconstruction_errors,
     set_weights,
     train_autoencoder,
 )
+from fediot.models.scoring import AutoencoderScorer
 from fediot.models.weights import Weights
 
 __all__ = ["FORMAT_VERSION", "AnomalyDetector"]
@@ -161,7 +161,7 @@ class AnomalyDetector:
         self.n_features_in_ = stats.num_features
         self.threshold_rule_ = rule
         if x_opt_benign is None:
-            opt_errors = reconstruction_errors(module, x_scaled)
+            opt_errors = self._scorer().score(x_train)  # the scorer anomaly_score uses: one computation
         else:
             x_opt = np.asarray(x_opt_benign, dtype=np.float64)
             if names is not None and (opt_names := _column_names(x_opt_benign)) is not None:
@@ -255,10 +255,44 @@ class AnomalyDetector:
             raise RuntimeError("this AnomalyDetector is not fitted: call fit() or build it with from_parts()")
 
     def _errors(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        return reconstruction_errors(self.module_, self.scaler_.transform(x))
+        return self._scorer().score(x)
+
+    def scorer(self) -> AutoencoderScorer:
+        """Return the :class:`~fediot.models.scoring.AutoencoderScorer` of the fitted scaler and module.
+
+        Built on first use and kept; rebuilt when ``module_`` or ``scaler_`` is replaced or the module's
+        parameters change in place (torch's version counters). Not thread-safe (see the scorer).
+        """
+        self._check_fitted()
+        return self._scorer()
+
+    def _scorer(self) -> AutoencoderScorer:
+        module, scaler = self.module_, self.scaler_
+        cached = self.__dict__.get("_scorer_cache")
+        if (
+            cached is not None
+            and cached[0] is module
+            and cached[1] is scaler
+            and cached[3] == [p._version for p in cached[2]]
+        ):
+            scorer: AutoencoderScorer = cached[4]
+            return scorer
+        params = list(module.parameters())
+        versions = [p._version for p in params]
+        shift = scaler.min_ if isinstance(scaler, MinMaxScaler) else scaler.mean_
+        scorer = AutoencoderScorer(module, shift=shift, scale=scaler.scale_, log=scaler.log)
+        self.__dict__["_scorer_cache"] = (module, scaler, params, versions, scorer)
+        return scorer
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the scorer (buffers, maybe an ONNX Runtime session) is a cache: never copied or pickled
+        return {k: v for k, v in self.__dict__.items() if k != "_scorer_cache"}
 
     def anomaly_score(self, x: ArrayLike) -> NDArray[np.float64]:
         """Return the per-row reconstruction MSE of the scaled rows; higher = more anomalous.
+
+        Scaling, network and error run in the detector's :meth:`scorer` (float32, preallocated buffers);
+        the scaled rows equal ``scaler_.transform(x)`` bit for bit.
 
         Parameters
         ----------
@@ -268,12 +302,17 @@ class AnomalyDetector:
         Returns
         -------
         ndarray of shape (n_samples,), float64
+
+        Raises
+        ------
+        DataError
+            On mismatching column names, a wrong width, or NaN/inf in ``x``.
         """
-        self._check_fitted()
+        scorer = self.scorer()
         names = _column_names(x)
         if names is not None and self.feature_names_in_ is not None:
             _check_names(self.feature_names_in_, names, "x")
-        return self._errors(np.asarray(x, dtype=np.float64))
+        return scorer.score(x)
 
     def decision_function(self, x: ArrayLike) -> NDArray[np.float64]:
         """Return ``anomaly_score(x) - threshold_`` of shape (n_samples,); > 0 = anomalous."""

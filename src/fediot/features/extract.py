@@ -181,7 +181,7 @@ def write_features(
     ConfigError
         If Parquet is asked for and pyarrow is not installed (the ``parquet`` extra).
     """
-    import pandas as pd
+    from fediot.features.writer import write_csv, write_parquet
 
     path = Path(path)
     names = feature_names(lambdas) if lambdas is not None else feature_names()
@@ -193,14 +193,13 @@ def write_features(
             f"writing {path.name} needs pyarrow: pip install 'fediot[parquet]' (or use a .csv file)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(features, columns=names)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         if parquet:
-            frame.to_parquet(tmp, index=False)
+            write_parquet(tmp, features, names)
         else:
-            frame.to_csv(tmp, index=False)
+            write_csv(tmp, features, names)  # the bytes frame.to_csv(index=False) wrote
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -10,6 +10,8 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from fediot.models.scoring import AutoencoderScorer
+
 __all__ = ["TrainConfig", "predict_logits", "reconstruction_errors", "train_autoencoder", "train_classifier"]
 
 
@@ -143,15 +145,27 @@ def predict_logits(module: nn.Module, x: NDArray[np.float32], batch_size: int = 
     return torch.cat(outs).numpy().astype(np.float32, copy=False)
 
 
-@torch.no_grad()
 def reconstruction_errors(
-    module: nn.Module, x: NDArray[np.float32], batch_size: int = 65536
+    module: nn.Module, x: NDArray[np.float32], batch_size: int = 1024
 ) -> NDArray[np.float64]:
-    """Return the per-row reconstruction MSE of ``x`` (shape ``(n_samples,)``); higher = more anomalous."""
-    module.eval()
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    out = np.empty(t.shape[0], dtype=np.float64)
-    for i in range(0, t.shape[0], batch_size):
-        chunk = t[i : i + batch_size]
-        out[i : i + chunk.shape[0]] = ((module(chunk) - chunk) ** 2).mean(dim=1).double().numpy()
-    return out
+    """Return the per-row reconstruction MSE of ``x`` (shape ``(n_samples,)``); higher = more anomalous.
+
+    Computed in float32 (as ``module(x)`` would) by an :class:`~fediot.models.scoring.AutoencoderScorer`
+    (torch backend, blocks of ``batch_size`` rows), returned as float64.
+
+    Parameters
+    ----------
+    module : nn.Module
+        A chain of ``nn.Linear``/``nn.Tanh`` (e.g. an :class:`~fediot.models.Autoencoder`).
+    x : ndarray of shape (n_samples, n_features)
+        Scaled rows (converted to float32).
+    batch_size : int
+        Rows per block.
+
+    Raises
+    ------
+    DataError
+        On a wrong width, or NaN/inf in ``x``.
+    """
+    scorer = AutoencoderScorer(module, backend="torch", block_rows=batch_size)
+    return scorer.score(np.asarray(x, dtype=np.float32))
