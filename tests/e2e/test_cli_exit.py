@@ -110,7 +110,7 @@ def test_runtime_failures_exit_1(tmp_path: Path) -> None:
     no_certs = _fediot("server", "--certs", "certs", cwd=tmp_path)
     unknown = _fediot("data", "info", "no-such-dataset", cwd=tmp_path)
     # Assert
-    _assert_fails(missing, 1, "No such file or directory: 'missing.pcap'")
+    _assert_fails(missing, 1, "missing.pcap: file not found")
     assert not (tmp_path / "x.csv").exists()
     _assert_fails(no_certs, 1, "certs/ca.crt not found")
     _assert_fails(unknown, 1, "unknown dataset 'no-such-dataset'")
