@@ -134,7 +134,7 @@ def _fediot(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         (["run", "strategies", "--set", "federated.rounds"], "must look like section.key=value"),
         (
             ["run", "strategies", "--data", "nsl-kdd", "--set", "federated.rounds=abc"],
-            "invalid literal for int()",
+            "federated.rounds: expected an integer",
         ),
     ],
     ids=["unknown-experiment", "set-without-value", "set-not-an-int"],
