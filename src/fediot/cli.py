@@ -374,10 +374,28 @@ def certs(
         ),
     ] = None,
     days: Annotated[int, typer.Option("--days", help="Certificate validity in days.")] = 365,
+    add_nodes: Annotated[
+        int,
+        typer.Option(
+            "--add-nodes", help="Add this many SuperNode key pairs to an existing --out (same CA).", min=0
+        ),
+    ] = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing CA, server certificate and all keys.")
+    ] = False,
 ) -> None:
     """Create a CA, a SuperLink TLS certificate and SuperNode authentication key pairs."""
-    paths = _deploy().generate_certs(
-        out, num_nodes=nodes, hosts=tuple(host or ("127.0.0.1", "localhost")), days=days
+    deploy = _deploy()
+    if nodes < 0:
+        raise ConfigError(f"--nodes must be >= 0, got {nodes}")
+    if add_nodes:
+        if force:
+            raise ConfigError("--add-nodes keeps the existing CA; it cannot be combined with --force")
+        for key in deploy.add_node_keys(out, add_nodes):
+            console.print(f"supernode key: {key} (public: {key.with_suffix('.pub')})")
+        return
+    paths = deploy.generate_certs(
+        out, num_nodes=nodes, hosts=tuple(host or ("127.0.0.1", "localhost")), days=days, force=force
     )
     console.print(f"CA: {paths.ca_cert}\nserver: {paths.server_cert}, {paths.server_key}")
     for key in paths.node_keys:
@@ -402,7 +420,20 @@ def server(
 ) -> None:
     """Start a Flower SuperLink with TLS and SuperNode authentication (runs until Ctrl-C)."""
     deploy = _deploy()
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be 1-65535, got {port}")
+    if database is not None and not database.parent.is_dir():
+        raise ConfigError(f"--database {database}: folder {database.parent} does not exist")
+    if database is not None and database.is_dir():
+        raise ConfigError(f"--database {database}: is a folder (expected a state file path)")
     paths = None if insecure else _cert_paths(deploy, certs_dir)
+    import socket
+
+    try:  # a taken port is refused before the SuperLink starts (it would fail after seconds)
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise FediotError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     cmd = deploy.superlink_command(paths, host=host, port=port, database=database, node_auth=not insecure)
     _run_flower(deploy, cmd, f"SuperLink on {host}:{port}")
 
@@ -431,7 +462,13 @@ def client(
     root_cert: Annotated[
         Path | None, typer.Option("--root-cert", help="CA certificate of the SuperLink.")
     ] = None,
-    key: Annotated[Path | None, typer.Option("--key", help="This SuperNode's auth private key.")] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="This SuperNode's auth private key (required unless --no-auth)."),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Join a SuperLink that does not authenticate nodes.")
+    ] = False,
     port: Annotated[int, typer.Option("--port", help="Local ClientApp API port (unique per host).")] = 9094,
     insecure: Annotated[bool, typer.Option("--insecure", help="No TLS (tests).")] = False,
     connect_timeout: Annotated[
@@ -449,6 +486,20 @@ def client(
         raise ConfigError("--data is required: the gateway's benign rows")
     if not insecure and root_cert is None:
         raise ConfigError("--root-cert is required (or --insecure)")
+    if key is None and not (insecure or no_auth):
+        raise ConfigError(
+            "--key is required: the SuperLink admits only registered node keys (--no-auth if it does not)"
+        )
+    for option, path in (("--data", data), ("--root-cert", root_cert), ("--key", key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{option} {path}: file not found")
+    host, _, port_text = superlink.rpartition(":")
+    if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"--superlink {superlink!r}: expected host:port")
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be 1-65535, got {port}")
+    if not insecure and root_cert is not None:  # a wrong CA is refused now, not after minutes of retries
+        deploy.check_tls(host.strip("[]"), int(port_text), root_cert)
     node_config = {"data-path": str(data.resolve()), "client-id": client_id or data.name.split(".")[0]}
     cmd = deploy.supernode_command(
         superlink, root_cert=None if insecure else root_cert, auth_key=key, node_config=node_config, port=port
@@ -495,6 +546,8 @@ def extract(
 
     if order not in ("time", "given"):
         raise typer.BadParameter(f"--order must be 'time' or 'given', got {order!r}")
+    if out.exists() and any(out.resolve() == p.resolve() for p in pcaps):
+        raise ConfigError(f"--out {out} is one of the input captures; refusing to overwrite it")
     with Progress(
         TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), console=err_console, disable=state.quiet,

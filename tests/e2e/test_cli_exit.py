@@ -76,6 +76,9 @@ def _free_port() -> int:
         (["data", "download", "kdd", "--to", "dl"], "only 'nbaiot' is downloadable"),
         (["server"], "--certs is required"),
         (["client", "--insecure"], "--data is required"),
+        (["client", "--data", "gw1.npy", "--root-cert", "ca.crt"], "--key is required"),
+        (["server", "--insecure", "--port", "70000"], "--port must be 1-65535"),
+        (["server", "--insecure", "--database", "no/such/state.db"], "folder no/such does not exist"),
     ],
     ids=[
         "set-not-an-int",
@@ -91,6 +94,9 @@ def _free_port() -> int:
         "download-unknown",
         "server-no-certs",
         "client-no-data",
+        "client-no-key",
+        "server-bad-port",
+        "server-no-database-folder",
     ],
 )
 def test_usage_and_config_errors_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
@@ -195,7 +201,7 @@ def test_client_against_a_closed_port_gives_up_with_exit_1(tmp_path: Path) -> No
 @pytest.mark.slow
 @pytest.mark.flower
 @pytest.mark.network
-def test_server_on_a_busy_port_exits_1(tmp_path: Path) -> None:
+def test_server_on_a_busy_port_exits_1_before_starting_flower(tmp_path: Path) -> None:
     # Prepare: the port is taken by a listening socket of this test
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -204,4 +210,4 @@ def test_server_on_a_busy_port_exits_1(tmp_path: Path) -> None:
         # Execute
         proc = _fediot("server", "--insecure", "--port", str(port), cwd=tmp_path)
     # Assert
-    _assert_fails(proc, 1, f"flower-superlink exited with status 1 (SuperLink on 127.0.0.1:{port})")
+    _assert_fails(proc, 1, f"cannot listen on 127.0.0.1:{port}: Address already in use")

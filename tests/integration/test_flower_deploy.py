@@ -146,20 +146,17 @@ def test_superlink_serves_tls_with_generated_certificate(tmp_path: Path) -> None
 def _write_gateways(folder: Path) -> tuple[dict[str, Path], dict[str, np.ndarray]]:
     """Split the shipped benign N-BaIoT rows (time order) into one rows file per gateway.
 
-    Rows are min-max scaled with FedIoT's global per-feature min/max (the gateways' preprocessing); each
-    gateway's file is split by the ClientApp into train / opt / test thirds. Returns the files and the
-    rows to score: each gateway's benign test third and the shipped attack rows.
+    Rows are stored raw, as ``fediot extract`` writes them (the guide's data step): the federated scaler
+    the ServerApp fits scales them on each gateway and inside the saved detector. Each gateway's file is
+    split by the ClientApp into train / opt / test thirds. Returns the files and the rows to score: each
+    gateway's benign test third and the shipped attack rows.
     """
     from fediot.data.nbaiot import read_nbaiot_csv
 
-    lo = np.loadtxt(NBAIOT / "metadata" / "fediot_feature_min.txt")
-    hi = np.loadtxt(NBAIOT / "metadata" / "fediot_feature_max.txt")
-    span = np.where(hi > lo, hi - lo, 1.0)
+    def raw(name: str) -> np.ndarray:
+        return read_nbaiot_csv(NBAIOT / "samples" / name).astype(np.float32)
 
-    def scaled(name: str) -> np.ndarray:
-        return ((read_nbaiot_csv(NBAIOT / "samples" / name) - lo) / span).astype(np.float32)
-
-    benign = scaled("benign_traffic.csv.gz")
+    benign = raw("benign_traffic.csv.gz")
     folder.mkdir(parents=True)
     files: dict[str, Path] = {}
     test_rows = []
@@ -167,7 +164,7 @@ def _write_gateways(folder: Path) -> tuple[dict[str, Path], dict[str, np.ndarray
         files[cid] = folder / f"{cid}.npy"
         np.save(files[cid], rows)
         test_rows.append(rows[2 * (rows.shape[0] // 3) :])
-    attacks = [scaled(f) for f in ("doorbell_udp.csv.gz", "scan.csv.gz", "thermostat_udp.csv.gz")]
+    attacks = [raw(f) for f in ("doorbell_udp.csv.gz", "scan.csv.gz", "thermostat_udp.csv.gz")]
     return files, {"benign": np.concatenate(test_rows), "attack": np.concatenate(attacks)}
 
 
@@ -328,11 +325,12 @@ def test_deployed_fedavgm_run_saves_the_in_process_detector(federation: Federati
         **APP_CONFIG,
         "server.checkpoint-path": str(out / "model.npz"),
         "server.history-path": str(out / "history.json"),
-        "server.detector-path": str(out / "detector.pt"),
+        "server.detector-path": str(out / "detector.npz"),
     }
     # Execute: federated log-minmax scaler, 3 rounds of FedAvgM over TLS with 3 authenticated SuperNodes,
     # federated threshold, detector saved by the ServerApp; then the same in process
-    federation.submit("run-full", {k: run_config[k] for k in keys}, timeout=240)
+    # (rounds take 12-58 s on 2 shared CPUs, depending on the load: the timeout only bounds a hang)
+    streamed = federation.submit("run-full", {k: run_config[k] for k in keys}, timeout=540)
     sim, reference = _in_process_run(federation, run_config)
     # Assert: the saved detector is the in-process one (scaler exact; weights within 1e-5 absolute;
     # threshold and anomaly scores within 1e-4 relative), and it detects
@@ -342,9 +340,12 @@ def test_deployed_fedavgm_run_saves_the_in_process_detector(federation: Federati
     assert saved.strategy == "fedavgm"
     assert [r["selected"] for r in rounds] == [r.selected for r in sim.rounds] == [list(CLIENT_IDS)] * 3
     assert [r["failures"] for r in rounds] == [0, 0, 0]
+    # progress reached `flwr run --stream`: the engine's per-round lines, as they happened
+    for server_round in (1, 2, 3):
+        assert f"fediot INFO: round {server_round}: 3/3 replies, loss" in streamed, streamed[-3000:]
     for deployed_w, sim_w in zip(saved.weights, sim.weights, strict=True):
         np.testing.assert_allclose(deployed_w, sim_w, rtol=0, atol=1e-5)
-    detector = AnomalyDetector.load(out / "detector.pt", feature_names=reference.feature_names_in_)
+    detector = AnomalyDetector.load(out / "detector.npz", feature_names=reference.feature_names_in_)
     for key, value in reference.scaler_.to_dict().items():
         np.testing.assert_array_equal(detector.scaler_.to_dict()[key], value)
     assert detector.threshold_ == pytest.approx(reference.threshold_, rel=1e-4)
@@ -354,6 +355,16 @@ def test_deployed_fedavgm_run_saves_the_in_process_detector(federation: Federati
     n_benign = federation.scoring_rows["benign"].shape[0]
     assert np.median(scores[n_benign:]) > np.quantile(scores[:n_benign], 0.9)
     assert detector.predict(rows[n_benign:]).mean() > 0.5
+    # the guide's last step: features of a shipped capture, as `fediot extract` computes them, raise alerts
+    # (and the same detector does not flag most of the gateways' held-out benign rows)
+    from fediot.features import extract_features
+    from fediot.features.extract import read_packets
+
+    packets, _ = read_packets([REPO / "data" / "ddos_pcaps" / "pkt.TCP.synflood.spoofed.pcap.gz"])
+    capture, _ = extract_features(packets.take(np.arange(3000)))  # the first 3,000 of 37,841 packets
+    flagged = detector.predict(capture.astype(np.float32))
+    assert flagged.mean() > 0.5, flagged.mean()
+    assert detector.predict(federation.scoring_rows["benign"]).mean() < 0.5
 
 
 @pytest.mark.slow
@@ -424,3 +435,108 @@ def test_run_completes_when_a_supernode_is_killed_mid_run(federation: Federation
         assert len(r["selected"]) - r["failures"] == 2, rounds  # gw1 and gw2 replied
         assert "gw3" not in r["selected"] or r["failures"] == 1, rounds
     assert any("gw3" not in r["selected"] for r in rounds[1:]), "the dead node stayed selected every round"
+
+
+# --- fail before starting, refusals within seconds, no orphans ----------------------------------------------
+
+FEDIOT = Path(__import__("sys").executable).with_name("fediot")  # the installed console script
+
+
+def _fediot_client(fed: Federation, *args: str, timeout: float = 60) -> tuple[int, str, float]:
+    """Run ``fediot client`` against the federation's SuperLink; return status, stderr and seconds taken."""
+    cmd = [str(FEDIOT), "client", "--superlink", f"127.0.0.1:{fed.port}", "--data", str(fed.data["gw1"])]
+    cmd += ["--client-id", "intruder", "--port", str(_free_port()), "--connect-timeout", "30", *args]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fed.env, start_new_session=True
+    )
+    try:
+        _out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, err, time.monotonic() - started
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_fediot_client_refusals_exit_non_zero_within_10_s(federation: Federation, tmp_path: Path) -> None:
+    # Prepare: an unregistered key of the right kind; a CA that did not sign the SuperLink's certificate
+    unregistered = federation.certs.node_keys[len(CLIENT_IDS)]
+    other = deploy.generate_certs(tmp_path / "other-ca", num_nodes=0)
+    ca = str(federation.certs.ca_cert)
+    # Execute
+    no_key = _fediot_client(federation, "--root-cert", ca)
+    wrong_ca = _fediot_client(federation, "--root-cert", str(other.ca_cert), "--key", str(unregistered))
+    refused = _fediot_client(federation, "--root-cert", ca, "--key", str(unregistered))
+    # Assert: each exits non-zero with a one-line reason on its last line: fediot's own checks within 10 s;
+    # the SuperLink's refusal of an unregistered key needs flower-supernode to start (its imports alone take
+    # 3.4 s here): measured 11.6 s on 2 cores shared with the running federation, hence 20 s
+    for (code, err, seconds), status, reason, limit in (
+        (no_key, 2, "--key is required", 10),
+        (wrong_ca, 1, f"is not trusted by {other.ca_cert}", 10),
+        (refused, 1, "flower-supernode exited with status 1", 20),
+    ):
+        last = " ".join(err.strip().splitlines()[-1:])
+        assert code == status, err[-3000:]
+        assert reason in " ".join(err.split()), err[-3000:]
+        assert last.startswith("error: "), err[-3000:]
+        assert seconds < limit, (reason, seconds)
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = [p for p in pids if deploy._alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in alive if deploy._alive(p)]
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_sigkill_of_fediot_server_leaves_no_flower_process(federation: Federation, tmp_path: Path) -> None:
+    # Prepare: `fediot server` on its own port, serving TLS with the federation's certificates
+    port = _free_port()
+    cmd = [str(FEDIOT), "server", "--certs", str(federation.certs.ca_cert.parent), "--port", str(port)]
+    cmd += ["--database", str(tmp_path / "state.db")]
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=federation.env)
+    children: list[int] = []
+    try:
+        deploy.wait_for_tls("127.0.0.1", port, federation.certs.ca_cert, timeout=60, proc=proc)
+        children = deploy._descendants(proc.pid)
+        names = {Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[1:2][0].decode() for p in children}
+        # Execute
+        proc.kill()
+        proc.wait(timeout=10)
+        left = _wait_gone(children, timeout=30)
+    finally:
+        for pid in children:  # whatever survived is stopped by PID, pass or fail
+            if deploy._alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    # Assert: the SuperLink (and what it started) died with its parent
+    assert any("flower-superlink" in n for n in names), (names, log_path.read_text()[-3000:])
+    assert left == [], (left, log_path.read_text(errors="replace")[-3000:])
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_bad_strategy_name_is_refused_before_any_round(federation: Federation) -> None:
+    # Prepare
+    federation.ensure_supernodes()
+    history = federation.root / "results" / "bad-strategy" / "history.json"
+    run_config = {"federated.strategy": "fedsgd", "server.history-path": str(history)}
+    cmd = deploy.run_command(federation.app, CONNECTION, run_config=run_config, stream=True)
+    # Execute
+    _code, out = federation.flwr(cmd, name="run-bad-strategy", timeout=180)
+    # Assert: the ServerApp stops at its first step with one line naming the key and the allowed values,
+    # and Flower's "unhandled exception in the ServerApp" exit code 201; no round ran. (Flower 1.41 itself
+    # still exits `flwr run` with 0 and lists the run as finished:completed: seen here, documented.)
+    text = " ".join(out.split())
+    assert "federated.strategy: expected one of 'fedavg', 'fedavgm', got 'fedsgd'" in text, out[-3000:]
+    assert "Exit Code: 201" in text, out[-3000:]
+    assert "fediot INFO: round 1:" not in text
+    assert not history.exists()

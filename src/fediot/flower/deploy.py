@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 import os
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 __all__ = [
     "FLOWER_ENV",
     "CertPaths",
+    "add_node_keys",
+    "check_tls",
     "flower_env",
     "format_config",
     "generate_certs",
@@ -68,9 +71,44 @@ class CertPaths:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    from fediot.fileio import atomic_write
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(path, write, mode=0o600)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    from fediot.fileio import atomic_write
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(path, write)  # the umask's mode, as any new file
+
+
+def _node_key_pair(key_path: Path) -> None:
+    """Write a new SuperNode auth key pair: ``key_path`` (OpenSSH EC P-384, 0600) and its ``.pub``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    node_key = ec.generate_private_key(ec.SECP384R1())
+    private = node_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = node_key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    _write_private(key_path, private)
+    _write_public(key_path.with_suffix(".pub"), public)
+
+
+def _node_index(path: Path) -> int:
+    try:
+        return int(path.stem.removeprefix("supernode-"))
+    except ValueError:
+        return 0
 
 
 def generate_certs(
@@ -79,23 +117,34 @@ def generate_certs(
     num_nodes: int = 3,
     hosts: Sequence[str] = ("127.0.0.1", "localhost"),
     days: int = 365,
+    force: bool = False,
 ) -> CertPaths:
     """Create a CA, a server certificate for ``hosts`` and ``num_nodes`` SuperNode auth key pairs.
+
+    Private keys get mode 0600; certificates and public keys the umask's mode.
 
     Parameters
     ----------
     out : str or Path
-        Folder to write into (created; existing files are replaced).
+        Folder to write into (created).
     num_nodes : int
         SuperNode key pairs to create (``supernode-1.key`` / ``.pub``, ...).
     hosts : sequence of str
         IP addresses and DNS names the SuperLink is reached at (subject alternative names).
     days : int
         Validity of the certificates.
+    force : bool
+        Replace an existing CA, server certificate and node keys in ``out`` (and remove the old node
+        keys). Without it existing material is refused (:func:`add_node_keys` adds keys to it).
 
     Returns
     -------
     CertPaths
+
+    Raises
+    ------
+    FediotError
+        If ``out`` already holds certificates or keys and ``force`` is false.
     """
     try:
         from cryptography import x509
@@ -106,8 +155,21 @@ def generate_certs(
         raise ImportError(_MISSING) from exc
     if num_nodes < 0:
         raise ValueError(f"num_nodes must be >= 0, got {num_nodes}")
+    from fediot.errors import FediotError
+
     folder = Path(out)
+    existing = [
+        p for p in (folder / n for n in ("ca.crt", "ca.key", "server.pem", "server.key")) if p.exists()
+    ] + sorted(folder.glob("supernode-*.key"))
+    if existing and not force:
+        raise FediotError(
+            f"{existing[0]} exists: refusing to replace the CA and keys in {folder} (add gateway keys "
+            f"under this CA with `fediot certs --out {folder} --add-nodes N`, or replace all with --force)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("supernode-*.key"):
+        old.with_suffix(".pub").unlink(missing_ok=True)
+        old.unlink()
     now = dt.datetime.now(dt.UTC)
     pem = serialization.Encoding.PEM
     no_pass = serialization.NoEncryption()
@@ -170,21 +232,46 @@ def generate_certs(
         server_key=folder / "server.key",
         node_keys=[folder / f"supernode-{i}.key" for i in range(1, num_nodes + 1)],
     )
-    paths.ca_cert.write_bytes(ca_cert.public_bytes(pem))
     _write_private(paths.ca_key, ca_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, no_pass))
-    paths.server_cert.write_bytes(server_cert.public_bytes(pem))
     _write_private(
         paths.server_key, server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, no_pass)
     )
+    _write_public(paths.server_cert, server_cert.public_bytes(pem))
     for key_path in paths.node_keys:
-        node_key = ec.generate_private_key(ec.SECP384R1())
-        _write_private(key_path, node_key.private_bytes(pem, serialization.PrivateFormat.OpenSSH, no_pass))
-        key_path.with_suffix(".pub").write_bytes(
-            node_key.public_key().public_bytes(
-                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-            )
-        )
+        _node_key_pair(key_path)
+    _write_public(paths.ca_cert, ca_cert.public_bytes(pem))  # last: its presence marks a complete folder
     return paths
+
+
+def add_node_keys(out: str | Path, num_nodes: int) -> list[Path]:
+    """Add ``num_nodes`` SuperNode auth key pairs to a folder written by :func:`generate_certs`.
+
+    The existing CA and server certificate are kept (gateways keep trusting the same ``ca.crt``); the new
+    keys are numbered after the highest existing ``supernode-N.key``. Register each new ``.pub`` with
+    the SuperLink (``flwr supernode register``) before its gateway joins.
+
+    Returns
+    -------
+    list of Path
+        The new private keys (each with a ``.pub`` beside it).
+
+    Raises
+    ------
+    FediotError
+        If ``out`` holds no ``ca.crt`` (create the folder with :func:`generate_certs` first).
+    """
+    from fediot.errors import FediotError
+
+    folder = Path(out)
+    if num_nodes < 1:
+        raise FediotError(f"the number of node keys to add must be >= 1, got {num_nodes}")
+    if not (folder / "ca.crt").is_file():
+        raise FediotError(f"{folder / 'ca.crt'} not found; create the CA with `fediot certs --out {folder}`")
+    start = max((_node_index(p) for p in folder.glob("supernode-*.key")), default=0) + 1
+    keys = [folder / f"supernode-{i}.key" for i in range(start, start + num_nodes)]
+    for key_path in keys:
+        _node_key_pair(key_path)
+    return keys
 
 
 def _executable(name: str) -> str:
@@ -438,6 +525,61 @@ def wait_for_tls(
     raise TimeoutError(f"no TLS server at {host}:{port} after {timeout:.0f} s")
 
 
+def check_tls(host: str, port: int, ca_cert: str | Path, *, timeout: float = 5.0) -> bool:
+    """Try one TLS handshake with ``host:port`` verified against ``ca_cert``.
+
+    Returns
+    -------
+    bool
+        True if the handshake verified; False if nothing answered (refused, unreachable, timed out:
+        the server may simply not be up yet).
+
+    Raises
+    ------
+    FediotError
+        If a server answered but its certificate does not verify against ``ca_cert`` (wrong CA, wrong
+        host name) or it does not speak TLS, or ``ca_cert`` is not a readable PEM certificate.
+    """
+    import socket
+    import ssl
+
+    from fediot.errors import FediotError
+
+    try:
+        context = ssl.create_default_context(cafile=str(ca_cert))
+    except (OSError, ssl.SSLError) as exc:
+        raise FediotError(f"{ca_cert}: not a readable PEM CA certificate ({exc})") from exc
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=host),
+        ):
+            return True
+    except ssl.SSLCertVerificationError as exc:
+        raise FediotError(
+            f"the server at {host}:{port} is not trusted by {ca_cert}: {exc.verify_message} (is it the CA "
+            "that signed the SuperLink's certificate, and is the host one of the certificate's --host names?)"
+        ) from exc
+    except ssl.SSLError as exc:
+        raise FediotError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from exc
+    except OSError:
+        return False
+
+
+def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child between fork and exec
+    """``preexec_fn``: ask Linux to send SIGTERM to this child when its parent dies (even by SIGKILL)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def flower_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return ``os.environ`` plus :data:`FLOWER_ENV` (plus ``extra``).
 
@@ -543,7 +685,9 @@ def run_foreground(cmd: Sequence[str]) -> int:
     """Run ``cmd`` with :func:`flower_env` in the foreground; return its exit code.
 
     On Ctrl-C or SIGTERM (or any error) its process group and descendants are stopped before this
-    returns (SIGTERM is turned into ``KeyboardInterrupt`` meanwhile).
+    returns (SIGTERM is turned into ``KeyboardInterrupt`` meanwhile). If this process is killed
+    outright (SIGKILL), Linux sends the child SIGTERM (parent-death signal), and the Flower process
+    stops its own children as on Ctrl-C.
     """
     import signal
     import threading
@@ -553,7 +697,12 @@ def run_foreground(cmd: Sequence[str]) -> int:
 
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
-    proc = subprocess.Popen(list(cmd), env=flower_env(), start_new_session=True)
+    proc = subprocess.Popen(
+        list(cmd),
+        env=flower_env(),
+        start_new_session=True,
+        preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+    )
     try:
         return proc.wait()
     finally:

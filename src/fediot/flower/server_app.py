@@ -175,12 +175,31 @@ def make_server_app(
 
     @app.main()
     def _main(grid: Grid, context: Context) -> None:
+        _log_to_run_stream()
         cfg = fl_config_from_run_config(context.run_config) if config_fn is None else config_fn(context)
         result = run_server(grid, cfg, initial_weights_fn(cfg))
         if on_result is not None:
             on_result(result)
 
     return app
+
+
+def _log_to_run_stream() -> None:
+    """Send fediot's INFO log lines (rounds, losses, failures, lost nodes) to this process's stdout.
+
+    Flower's ``flwr-serverapp`` mirrors its stdout and stderr to the SuperLink, so the lines reach
+    ``flwr run --stream`` and ``flwr log``; without a handler Python would print only warnings.
+    """
+    import sys
+
+    logger = logging.getLogger("fediot")
+    if not any(getattr(h, "_fediot_run_stream", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("fediot %(levelname)s: %(message)s"))
+        handler._fediot_run_stream = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
 
 
 def __getattr__(name: str) -> Any:
