@@ -93,14 +93,21 @@ def test_alert_records_follow_the_schema(detector: AnomalyDetector) -> None:
         "event_type", "schema", "time", "timestamp", "packet", "device", "peer", "protocol", "src_port",
         "dst_port", "score", "threshold", "votes", "window", "top_features",
     }  # fmt: skip
-    assert first["event_type"] == "alert" and first["schema"] == ALERT_SCHEMA_VERSION
+    assert first["event_type"] == "alert"
+    assert first["schema"] == ALERT_SCHEMA_VERSION
     assert first["device"]["mac"] == format_mac(int(packets.src_mac[0]))
-    assert first["protocol"] == "udp" and first["dst_port"] == int(packets.dst_port[0])
-    assert first["time"].endswith("Z") and first["votes"] == 1 and first["window"] == 1
-    assert records[5]["window"] == 3 and records[5]["votes"] == 3
+    assert first["protocol"] == "udp"
+    assert first["dst_port"] == int(packets.dst_port[0])
+    assert first["time"].endswith("Z")
+    assert first["votes"] == 1
+    assert first["window"] == 1
+    assert records[5]["window"] == 3
+    assert records[5]["votes"] == 3
     tops = first["top_features"]
-    assert len(tops) == 3 and tops[0]["error"] >= tops[1]["error"] >= tops[2]["error"]
-    assert all(r["score"] >= float(np.median(batch.scores)) for r in some) and 0 < len(some) < 300
+    assert len(tops) == 3
+    assert tops[0]["error"] >= tops[1]["error"] >= tops[2]["error"]
+    assert all(r["score"] >= float(np.median(batch.scores)) for r in some)
+    assert 0 < len(some) < 300
     assert [r["packet"] for r in records] == list(range(300))
 
 
