@@ -688,11 +688,14 @@ def detect(
     live = interface is not None or follow is not None
     stop = _StopFlag()
     source: Any
+    if live:
+        online.warm_up()
     if interface is not None:
         from fediot.features.live import LiveCapture
 
         source = LiveCapture(interface, bpf=bpf, save_to=save_pcap)
         batches = source.batches(stop, idle_timeout=idle_timeout)
+        err_console.print(f"listening on {interface}", highlight=False)
     elif follow is not None:
         from fediot.features.live import FollowReader
 

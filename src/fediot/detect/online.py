@@ -191,6 +191,24 @@ class OnlineDetector:
         self.packets_by_device: dict[str, int] = {}
         self.alerts_by_device: dict[str, int] = {}
 
+    def warm_up(self) -> None:
+        """Compile the extractor's kernels and run the model once, on synthetic packets, keeping no state.
+
+        Call it before live capture, so the first real packets do not wait for compilation.
+        """
+        n = MIN_SCORE_ROWS
+        ips = np.zeros((n, 2), np.uint64)
+        ips[:, 1] = 0x0A000001
+        table = PacketTable(
+            timestamp=np.arange(n, dtype=np.float64), length=np.full(n, 60, np.int64),
+            src_mac=np.ones(n, np.uint64), dst_mac=np.full(n, 2, np.uint64), src_ip=ips, dst_ip=ips + 1,
+            ip_version=np.full(n, 4, np.uint8), protocol=np.full(n, 2, np.uint8),
+            src_port=np.full(n, 1000, np.int32), dst_port=np.full(n, 53, np.int32),
+        )  # fmt: skip
+        rows = StreamingExtractor(self.extractor.config, max_streams=None).feed(table)
+        self._score(rows)
+        self.top_features(rows[:1])
+
     def threshold_of(self, mac: int) -> float:
         """Return the threshold of the device with source MAC ``mac`` (its calibrated one, or the global)."""
         cached = self._thresholds.get(mac)
