@@ -238,10 +238,12 @@ class ScoreWriter:
         """Return the batch's score columns (:data:`SCORE_COLUMNS`)."""
         p = batch.packets
         macs = [self._mac(m) for m in p.src_mac.tolist()]
+        lo = p.src_ip[:, 1]
+        octets = np.stack([(lo >> np.uint64(s)) & np.uint64(0xFF) for s in (24, 16, 8, 0)], axis=1).tolist()
         ips = [
-            self._ip((v, hi, lo))
-            for v, hi, lo in zip(
-                p.ip_version.tolist(), p.src_ip[:, 0].tolist(), p.src_ip[:, 1].tolist(), strict=True
+            f"{o[0]}.{o[1]}.{o[2]}.{o[3]}" if v == 4 else self._ip((v, hi, lw))
+            for v, o, hi, lw in zip(
+                p.ip_version.tolist(), octets, p.src_ip[:, 0].tolist(), lo.tolist(), strict=True
             )
         ]
         return {

@@ -55,11 +55,11 @@ def onnx_model(detector: AnomalyDetector) -> Any:
     inits = [
         numpy_helper.from_array(np.asarray(shift, dtype=np.float64), "scaler_shift"),
         numpy_helper.from_array(np.asarray(scaler.scale_, dtype=np.float64), "scaler_scale"),
-        numpy_helper.from_array(np.array(1.0, dtype=np.float64), "one"),
     ]
     nodes = []
     x = "features"
     if scaler.log:
+        inits.append(numpy_helper.from_array(np.array(1.0, dtype=np.float64), "one"))
         nodes += [
             helper.make_node("Sign", [x], ["log_sign"]),
             helper.make_node("Abs", [x], ["log_abs"]),

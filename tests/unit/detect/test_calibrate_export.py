@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fediot.data.scaling import MinMaxScaler, SufficientStats, signed_log1p
-from fediot.detect.alerts import LineWriter, ScoreWriter
+from fediot.detect.alerts import LineWriter, ScoreWriter, format_ip
 from fediot.detect.calibrate import calibrate_device
 from fediot.detect.detector import AnomalyDetector
 from fediot.detect.export import onnx_model
@@ -138,6 +138,12 @@ def test_score_writer_csv_round_trips_every_packet(detector: AnomalyDetector, tm
     scores = np.concatenate([b.scores for b in batches])
     np.testing.assert_array_equal(np.array([float(r["score"]) for r in rows]), scores)
     assert rows[0]["src_mac"] == format_mac(int(packets.src_mac[0]))
+    assert [r["src_ip"] for r in rows[:50]] == [
+        format_ip(int(v), int(hi), int(lo))
+        for v, hi, lo in zip(
+            packets.ip_version[:50], packets.src_ip[:50, 0], packets.src_ip[:50, 1], strict=True
+        )
+    ]
     assert {r["window"] for r in rows} <= {"0", "1"}
     np.testing.assert_array_equal(np.array([float(r["time"]) for r in rows]), packets.timestamp[:2000])
 
