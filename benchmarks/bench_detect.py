@@ -147,7 +147,8 @@ def onnx_vs_torch(model: Path) -> None:
         best_o = min(best_o, time.perf_counter() - t0)
     print(
         f"scoring {len(rows)} rows, 1 thread: torch {len(rows) / best_t:,.0f} rows/s, onnxruntime "
-        f"{len(rows) / best_o:,.0f} rows/s ({best_t / best_o:.2f}x); max |diff| {np.abs(a - b).max():.2e}"
+        f"{len(rows) / best_o:,.0f} rows/s ({best_t / best_o:.2f}x); "
+        f"max relative diff {np.max(np.abs(a - b) / np.abs(a)):.2e}"
     )
 
 
