@@ -604,3 +604,253 @@ def data_build(
     manifest = json.loads((path / "manifest.json").read_text())
     rows = sum(sum(d["rows"].values()) for d in manifest["devices"].values())
     console.print(f"gateway dataset: {len(manifest['devices'])} clients, {rows:,} rows -> {path}")
+
+
+# --- fediot train / detect / calibrate / export: from a trained federation to alerts ----------------------
+
+
+@app.command("train")
+def train(
+    experiment: Annotated[
+        str, typer.Argument(help="Anomaly experiment name (see `fediot experiments`) or a TOML config path.")
+    ] = DEFAULT_EXPERIMENT,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Detector file to write (atomically).")] = Path(
+        "detector.npz"
+    ),
+    variant: Annotated[
+        str | None,
+        typer.Option("--variant", help="Variant to train: FL (default), centralized, local (with --client)."),
+    ] = None,
+    client_id: Annotated[
+        str | None, typer.Option("--client", help="For --variant local: whose local model to save.")
+    ] = None,
+    seed: SeedOption = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value, e.g. --set federated.rounds=5 (repeatable)."),
+    ] = None,
+) -> None:
+    """Train one variant of an experiment and save its detector (weights, scaler, thresholds, window)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fediot.experiments.train import train_detector
+
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder (expected the detector file to write)")
+    with Progress(
+        TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"), console=err_console, disable=state.quiet, transient=True,
+    ) as bar:  # fmt: skip
+        trained = train_detector(
+            experiment, variant=variant, client=client_id, seed=seed, overrides=list(set_ or []),
+            progress=RichProgress(bar),
+        )  # fmt: skip
+    path = trained.detector.save(out)
+    macro = trained.results.get("macro", {})
+    window = trained.results.get("window", {}).get("macro", {})
+    det = trained.detector
+    console.print(
+        f"{trained.variant}: threshold {det.threshold_:.6g} ({len(det.device_thresholds_)} device "
+        f"thresholds), window {det.window_}; macro TPR {macro.get('tpr', float('nan')):.3f} "
+        f"FPR {macro.get('fpr', float('nan')):.3f}"
+        + (f"; window TPR {window['tpr']:.3f} FPR {window['fpr']:.3f}" if "tpr" in window else "")
+    )
+    console.print(f"detector: {path}")
+
+
+def _load_detector(model: Path) -> Any:
+    from fediot.detect.detector import AnomalyDetector
+
+    return AnomalyDetector.load(model)
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the detect loop checks it between batches."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def handler(self, signum: int, _frame: Any) -> None:
+        import signal
+
+        self.signal = signal.Signals(signum).name
+
+
+@app.command("detect")
+def detect(
+    model: Annotated[Path, typer.Argument(help="Detector file written by `fediot train` or `fediot run`.")],
+    pcaps: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Captures to score, in order, as one stream (pcap/pcapng/.gz)."),
+    ] = None,
+    interface: Annotated[
+        str | None, typer.Option("--interface", "-i", help="Capture live from this interface (AF_PACKET).")
+    ] = None,
+    bpf: Annotated[
+        str | None, typer.Option("--bpf", help="tcpdump filter for --interface, e.g. 'not port 22'.")
+    ] = None,
+    follow: Annotated[
+        Path | None, typer.Option("--follow", help="Score a pcap file as it grows (tcpdump -w FILE -U).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Alerts as JSON lines (atomic for files; appended when live)."),
+    ] = None,
+    scores: Annotated[
+        Path | None,
+        typer.Option("--scores", help="Every packet's score and verdicts: CSV, or Parquet for .parquet."),
+    ] = None,
+    window: Annotated[
+        int | None, typer.Option("--window", min=1, help="Vote window per device (default: the model's).")
+    ] = None,
+    min_score: Annotated[
+        float | None, typer.Option("--min-score", help="Only packets scoring at least this alert.")
+    ] = None,
+    stats: Annotated[
+        Path | None, typer.Option("--stats", help="Write the exit summary as JSON to this file.")
+    ] = None,
+    save_pcap: Annotated[
+        Path | None, typer.Option("--save-pcap", help="With --interface: also save the frames scored.")
+    ] = None,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--idle-timeout", min=0.0, help="Live/follow: stop after this many seconds without packets."
+        ),
+    ] = None,
+    max_streams: Annotated[
+        int, typer.Option("--max-streams", min=16, help="Cap on the streams of each feature table.")
+    ] = 1 << 17,
+    threads: Annotated[
+        int, typer.Option("--threads", min=1, help="PyTorch scoring threads (1: one core, reproducible).")
+    ] = 1,
+) -> int:
+    """Score every packet, vote per device (source MAC), write alerts; summary at the end or on a signal."""
+    import signal
+
+    import torch
+
+    from fediot.detect.alerts import LineWriter, ScoreWriter
+    from fediot.detect.online import OnlineDetector
+    from fediot.detect.pipeline import CaptureFiles, detect_stream
+
+    sources = [s for s in (pcaps or None, interface, follow) if s]
+    if len(sources) != 1:
+        raise ConfigError("give exactly one input: capture files, --interface IF or --follow FILE")
+    if bpf is not None and interface is None:
+        raise ConfigError("--bpf applies to --interface only")
+    if save_pcap is not None and interface is None:
+        raise ConfigError("--save-pcap applies to --interface only")
+    torch.set_num_threads(threads)
+    online = OnlineDetector(_load_detector(model), window=window, max_streams=max_streams)
+    live = interface is not None or follow is not None
+    stop = _StopFlag()
+    source: Any
+    if live:
+        online.warm_up()
+    if interface is not None:
+        from fediot.features.live import LiveCapture
+
+        source = LiveCapture(interface, bpf=bpf, save_to=save_pcap)
+        batches = source.batches(stop, idle_timeout=idle_timeout)
+        err_console.print(f"listening on {interface}", highlight=False)
+    elif follow is not None:
+        from fediot.features.live import FollowReader
+
+        source = FollowReader(follow)
+        batches = source.batches(stop, idle_timeout=idle_timeout)
+    else:
+        source = CaptureFiles(pcaps or [])
+        batches = source.batches(stop)
+    alerts = LineWriter(out, atomic=not live) if out is not None else None
+    score_writer = ScoreWriter(scores, atomic=not live) if scores is not None else None
+    previous = {s: signal.signal(s, stop.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    ok = False
+    try:
+        summary = detect_stream(
+            online, batches, alerts=alerts, scores=score_writer, min_score=min_score, measure_latency=live
+        )
+        ok = True
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        for writer in (alerts, score_writer):
+            if writer is not None:
+                writer.close() if ok else writer.discard()
+        if live:
+            source.close()
+    summary.records = source.num_records
+    summary.skipped = source.skipped
+    summary.kernel_drops = source.kernel_drops
+    if stop.signal is not None:
+        summary.stopped_by = stop.signal
+    elif live:
+        summary.stopped_by = "idle timeout"
+    if stats is not None:
+        from fediot.fileio import atomic_write
+
+        text = json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n"
+        def write_stats(tmp: Path) -> None:
+            tmp.write_text(text)
+
+        atomic_write(stats, write_stats)
+    _print_detect_summary(summary, out)
+    return EXIT_INTERRUPTED if stop.signal == "SIGINT" else EXIT_OK
+
+
+def _print_detect_summary(summary: Any, out: Path | None) -> None:
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(summary.skipped.items())) or "none"
+    evicted = sum(summary.evictions.values())
+    alerts = sum(summary.alerts_by_device.values())
+    console.print(
+        f"{summary.packets:,} packets from {summary.devices} devices in {summary.seconds:.2f} s "
+        f"({summary.packets_per_second:,.0f} packets/s; stopped by {summary.stopped_by}); "
+        f"{alerts:,} alerts ({summary.alerts_written:,} written{f' to {out}' if out else ''})"
+    )
+    console.print(
+        f"records {summary.records:,}; skipped: {skipped}; non-IP {summary.non_ip:,}; "
+        f"evictions {evicted:,}; kernel drops {summary.kernel_drops:,}"
+    )
+    for device, count in summary.alerts_by_device.items():
+        console.print(f"  {device}: {count:,} alerts")
+    if summary.latency:
+        lat = summary.latency
+        console.print(
+            f"latency (capture -> verdict): p50 {lat['p50'] * 1e3:.2f} ms, p99 {lat['p99'] * 1e3:.2f} ms"
+        )
+
+
+@app.command("calibrate")
+def calibrate(
+    model: Annotated[Path, typer.Argument(help="Detector file to update (rewritten atomically).")],
+    pcaps: Annotated[list[Path], typer.Argument(help="The device's benign captures, in order.")],
+    device: Annotated[str, typer.Option("--device", help="The device's MAC address.")],
+) -> None:
+    """Set one device's threshold from its own benign traffic (sufficient statistics; no rows kept)."""
+    from fediot.detect.calibrate import calibrate_device
+    from fediot.detect.pipeline import CaptureFiles
+
+    detector = _load_detector(model)
+    result = calibrate_device(detector, device, lambda: CaptureFiles(pcaps).batches(lambda: False))
+    detector.save(model)
+    console.print(
+        f"{result.device}: threshold {result.previous:.6g} -> {result.threshold:.6g} from {result.packets:,} "
+        f"packets (score mean {result.mean:.6g}, std {result.std:.6g}); on this traffic FPR "
+        f"{result.fpr_global:.4f} with the global threshold, {result.fpr_calibrated:.4f} calibrated"
+    )
+    console.print(f"detector: {model}")
+
+
+@app.command("export")
+def export(
+    model: Annotated[Path, typer.Argument(help="Detector file.")],
+    onnx_path: Annotated[Path, typer.Option("--onnx", help="ONNX file to write (scaler in the graph).")],
+) -> None:
+    """Export a detector to ONNX: raw feature rows in, anomaly scores out."""
+    from fediot.detect.export import export_onnx
+
+    path = export_onnx(_load_detector(model), onnx_path)
+    console.print(f"onnx: {path}")
