@@ -280,7 +280,7 @@ class AnomalyDetector:
         params = list(module.parameters())
         versions = [p._version for p in params]
         shift = scaler.min_ if isinstance(scaler, MinMaxScaler) else scaler.mean_
-        scorer = AutoencoderScorer(module, shift=shift, scale=scaler.scale_, log=scaler.log)
+        scorer = AutoencoderScorer(module, shift=shift, scale=scaler.scale_, log=scaler.log, row_exact=True)
         self.__dict__["_scorer_cache"] = (module, scaler, params, versions, scorer)
         return scorer
 

@@ -195,6 +195,11 @@ class AutoencoderScorer:
         Rows per block of the block path (the buffers hold this many rows).
     small_rows : int
         Calls of at most this many rows use the compiled per-row kernel.
+    row_exact : bool
+        Score every row inside a full ``block_rows`` block (the last one zero-padded) and never use the
+        per-row kernel, so a row's score is the same bit for bit however the rows are batched (what
+        ``fediot detect`` needs to equal offline scoring). Costs up to one block per call, and uses the
+        torch backend (ONNX Runtime's results were measured to vary with the batching, by up to 6e-5).
 
     Notes
     -----
@@ -223,6 +228,7 @@ class AutoencoderScorer:
         backend: Backend = "auto",
         block_rows: int = 1024,
         small_rows: int = 16,
+        row_exact: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -231,11 +237,14 @@ class AutoencoderScorer:
         layers = linear_layers(module)
         f = int(layers[0][0].shape[1])
         self.num_features = f
+        if row_exact and backend == "onnxruntime":
+            raise ConfigError("row_exact scoring needs the torch backend (ONNX Runtime's sums vary by batch)")
         if backend == "auto":
-            backend = "onnxruntime" if onnxruntime_available() else "torch"
+            backend = "onnxruntime" if onnxruntime_available() and not row_exact else "torch"
         self.backend_ = backend
         self.block_rows = int(block_rows)
-        self.small_rows = int(small_rows)
+        self.row_exact = bool(row_exact)
+        self.small_rows = 0 if self.row_exact else int(small_rows)
         self.log = bool(log)
         if (shift is None) != (scale is None):
             raise ConfigError("give both shift and scale, or neither")
@@ -338,7 +347,7 @@ class AutoencoderScorer:
                 self._work, out,
             )  # fmt: skip
         else:
-            self._buffers(min(n, self.block_rows))
+            self._buffers(self.block_rows if self.row_exact else min(n, self.block_rows))
             for start in range(0, n, self.block_rows):
                 stop = min(n, start + self.block_rows)
                 self._score_block(a[start:stop], out[start:stop])
@@ -369,6 +378,19 @@ class AutoencoderScorer:
     def _score_block(self, xb: NDArray[Any], out: NDArray[np.float64]) -> None:
         m = xb.shape[0]
         xs = self._scaled_block(xb)
+        if self.row_exact and m < self.block_rows:
+            # every block has the same shape, so a row's score never depends on how rows were batched
+            assert self._xs is not None
+            self._xs[:m] = xs
+            self._xs[m:] = 0.0
+            full = np.empty(self.block_rows, dtype=np.float64)
+            self._run_layers(self._xs, full)
+            out[:] = full[:m]
+            return
+        self._run_layers(xs, out)
+
+    def _run_layers(self, xs: NDArray[np.float32], out: NDArray[np.float64]) -> None:
+        m = xs.shape[0]
         if self._session is not None:
             sums = self._session.run(None, {"x": xs})[0]
             np.divide(sums, self.num_features, out=out)
