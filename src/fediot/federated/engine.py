@@ -36,6 +36,7 @@ from fediot.config import FLConfig
 from fediot.data.scaling import Scaler, make_scaler, scaler_from_dict
 from fediot.detect.threshold import ErrorSummary, ThresholdRule, threshold_from_summaries
 from fediot.errors import ConfigError, FediotError
+from fediot.federated.privacy import PrivateFederation
 from fediot.federated.selection import select_clients
 from fediot.federated.statistics import (
     ERROR_STATS,
@@ -239,6 +240,8 @@ class FederationResult:
         The whole history (including rounds run before a resume).
     state : EngineState
         The final state (what was last passed to ``on_state``).
+    privacy : dict or None
+        Differential privacy spent (:meth:`fediot.federated.privacy.PrivacyAccountant.to_dict`), if on.
     """
 
     weights: Weights
@@ -248,6 +251,7 @@ class FederationResult:
     rule: ThresholdRule | None
     rounds: list[RoundRecord]
     state: EngineState
+    privacy: dict[str, Any] | None = None
 
     @property
     def bytes_sent(self) -> int:
@@ -475,6 +479,7 @@ def run_federation(
     state: EngineState | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     on_state: Callable[[EngineState], None] | None = None,
+    privacy: PrivateFederation | None = None,
 ) -> FederationResult:
     """Run a whole federation: scaler round, ``rounds`` training rounds, threshold round.
 
@@ -501,11 +506,17 @@ def run_federation(
     on_state : callable, optional
         Each new :class:`EngineState`: after the scaler round, after every round and after the threshold
         round (the caller writes checkpoints and history).
+    privacy : PrivateFederation, optional
+        Differential privacy (``strategy`` is already wrapped by it): merges the statistics rounds.
 
     Returns
     -------
     FederationResult
     """
+    # privacy hook: the statistics rounds are merged privately (and charged) when it asks for it
+    def merge(name: str, summaries: Mapping[str, ErrorSummary]) -> ErrorSummary:
+        return merge_summaries(summaries) if privacy is None else privacy.merge(name, summaries)
+
     if rounds < 0:
         raise ConfigError(f"federated.rounds must be >= 0, got {rounds}")
     if state is not None:
@@ -538,7 +549,7 @@ def run_federation(
                 min_replies=min_fit_clients,
                 tolerate_failures=tolerate_failures,
             )
-            merged = merge_summaries(stats)
+            merged = merge(FEATURE_STATS, stats)
             if not hasattr(merged, "mean"):
                 raise RoundFailedError("feature_stats: clients sent histograms instead of feature statistics")
             scaler = make_scaler(scaler_kind, merged)  # type: ignore[arg-type]
@@ -603,9 +614,10 @@ def run_federation(
                 min_replies=min_fit_clients,
                 tolerate_failures=tolerate_failures,
             )
-            threshold = threshold_from_summaries([merge_summaries(summaries)], threshold_rule)
+            threshold = threshold_from_summaries([merge(ERROR_STATS, summaries)], threshold_rule)
             current = replace(
                 current,
+                strategy_state=strategy.state_dict(),  # privacy: the accountant charged the release
                 threshold_summaries={cid: encode_summary(s) for cid, s in summaries.items()},
                 threshold=threshold,
             )
@@ -621,6 +633,7 @@ def run_federation(
         rule=threshold_rule,
         rounds=history,
         state=current,
+        privacy=None if privacy is None else privacy.accountant.to_dict(),
     )
 
 
@@ -650,19 +663,33 @@ def run_fl(
     from fediot.federated.settings import fit_config, strategy_for, threshold_rule
 
     fed = cfg.federated
+    strategy, train_config = strategy_for(cfg), fit_config(cfg)
+    privacy: PrivateFederation | None = None
+    if cfg.privacy.enabled:  # privacy hook: wrap the strategy, add local-DP instructions
+        from fediot.federated.privacy import setup_privacy
+
+        privacy = setup_privacy(
+            cfg,
+            population=len(transport.available()),
+            min_fit_clients=fed.min_fit_clients if min_fit_clients is None else min_fit_clients,
+            statistics_rounds=int(cfg.train.scaler is not None) + 1,
+        )
+        strategy, base_config = privacy.wrap(strategy), train_config
+        train_config = lambda r: privacy.fit_config(base_config(r))  # noqa: E731
     return run_federation(
         transport,
-        strategy_for(cfg),
+        strategy,
         initial_weights,
         seed=cfg.seed,
         rounds=fed.rounds,
         fraction_fit=fed.fraction_fit,
         min_fit_clients=fed.min_fit_clients if min_fit_clients is None else min_fit_clients,
-        fit_config=fit_config(cfg),
+        fit_config=train_config,
         scaler_kind=cfg.train.scaler,
         threshold_rule=threshold_rule(cfg.detect),
         tolerate_failures=fed.tolerate_failures,
         state=state,
         on_round=on_round,
         on_state=on_state,
+        privacy=privacy,
     )
