@@ -40,12 +40,14 @@ from fediot.errors import ConfigError
 
 __all__ = [
     "OPTIMIZERS",
+    "PRIVACY_MECHANISMS",
     "SCALERS",
     "STRATEGIES",
     "THRESHOLD_RULES",
     "DetectConfig",
     "FLConfig",
     "FederatedConfig",
+    "PrivacyConfig",
     "ServerConfig",
     "TrainingConfig",
     "check_keys",
@@ -65,6 +67,8 @@ OPTIMIZERS = ("adam", "sgd")
 """Local optimizers selectable by ``train.optimizer``."""
 SCALERS = ("minmax", "standard", "log-minmax", "log-standard")
 """Federated scalers selectable by ``train.scaler`` (see :mod:`fediot.data.scaling`)."""
+PRIVACY_MECHANISMS = ("off", "central", "local")
+"""Client-level DP selectable by ``privacy.mechanism`` (see :mod:`fediot.federated.privacy`)."""
 THRESHOLD_RULES = ("mean-std", "quantile")
 """Threshold rules selectable by ``detect.threshold`` (see :mod:`fediot.detect.threshold`)."""
 
@@ -264,8 +268,84 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivacyConfig:
+    """``[privacy]``: client-level differential privacy and its budget (off by default).
+
+    Parameters
+    ----------
+    mechanism : {"off", "central", "local"}
+        ``central``: the server clips each update, averages with equal weights and adds Gaussian noise
+        (DP-FedAvg(M); the server is trusted with single updates). ``local``: each gateway clips and noises
+        its own update before it leaves (the server is not trusted; much more noise).
+    clipping : {"fixed", "adaptive"}
+        Fixed L2 clipping norm, or adaptive clipping towards ``target_quantile`` (central only).
+    clipping_norm : float
+        The norm ``C`` (> 0), or the initial norm of adaptive clipping.
+    target_quantile, clip_lr : float
+        Adaptive clipping: target fraction of unclipped updates (in [0, 1]) and learning rate (> 0).
+    clipped_count_stddev : float or None
+        Adaptive clipping: noise of the clipped count (empty: ``m / 20``, as Flower).
+    noise_multiplier : float or None
+        ``z`` (> 0). Empty: the smallest ``z`` whose whole planned run fits in ``epsilon``.
+    epsilon : float or None
+        The budget: no release is made that would take epsilon (at ``delta``) past it. ``inf`` or empty
+        with a ``noise_multiplier``: no budget, epsilon is still reported.
+    delta : float
+        The stated delta, in (0, 1).
+    statistics : bool
+        Private statistics: the scaler's and the threshold's summaries are merged as a noised mean of
+        clipped client summaries, charged to the same accountant.
+    feature_clipping_norm, error_clipping_norm : float
+        L2 clipping norms of one client's feature summary (scaler) and error summary (threshold).
+    """
+
+    mechanism: Literal["off", "central", "local"] = "off"
+    clipping: Literal["fixed", "adaptive"] = "fixed"
+    clipping_norm: float = 1.0
+    target_quantile: float = 0.5
+    clip_lr: float = 0.2
+    clipped_count_stddev: float | None = None
+    noise_multiplier: float | None = None
+    epsilon: float | None = None
+    delta: float = 1e-5
+    statistics: bool = False
+    feature_clipping_norm: float = 100.0
+    error_clipping_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("clipping_norm", "clip_lr", "feature_clipping_norm", "error_clipping_norm"):
+            value = getattr(self, name)
+            _range(f"privacy.{name}", value > 0 and math.isfinite(value), "> 0 and finite", value)
+        quantile = self.target_quantile
+        _range("privacy.target_quantile", 0.0 <= quantile <= 1.0, "in [0, 1]", quantile)
+        _range("privacy.delta", 0.0 < self.delta < 1.0, "in (0, 1)", self.delta)
+        if self.clipped_count_stddev is not None:
+            stddev = self.clipped_count_stddev
+            _range("privacy.clipped_count_stddev", stddev > 0, "> 0", stddev)
+        if self.noise_multiplier is not None:
+            z = self.noise_multiplier
+            _range("privacy.noise_multiplier", z > 0 and math.isfinite(z), "> 0 and finite (or empty)", z)
+        if self.epsilon is not None:
+            _range("privacy.epsilon", self.epsilon > 0, "> 0 (inf: no budget)", self.epsilon)
+        if self.mechanism == "off":
+            return
+        if self.noise_multiplier is None and (self.epsilon is None or math.isinf(self.epsilon)):
+            raise ConfigError(
+                f"privacy.mechanism={self.mechanism!r} needs privacy.noise_multiplier or a finite "
+                "privacy.epsilon"
+            )
+        if self.mechanism == "local" and self.clipping == "adaptive":
+            raise ConfigError("privacy.clipping='adaptive' needs privacy.mechanism='central'")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any DP mechanism runs."""
+        return self.mechanism != "off"
+
+
+@dataclass(frozen=True, slots=True)
 class FLConfig:
-    """A whole federated run: ``seed`` and the ``federated``, ``train``, ``detect`` and ``server`` sections.
+    """A federated run: ``seed`` and the sections federated, train, detect, server and privacy.
 
     ``server`` is used by the Flower transport only; an in-process experiment ignores it.
     """
@@ -275,8 +355,11 @@ class FLConfig:
     train: TrainingConfig = field(default_factory=TrainingConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def __post_init__(self) -> None:
+        if self.privacy.statistics and self.privacy.mechanism != "central":
+            raise ConfigError("privacy.statistics needs privacy.mechanism='central'")
         if self.server.min_available_clients < self.federated.min_fit_clients:
             raise ConfigError(
                 f"server.min_available_clients ({self.server.min_available_clients}) must be >= "

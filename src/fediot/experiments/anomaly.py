@@ -313,6 +313,9 @@ def _run_federated(run: _Run) -> dict[str, Any]:
     module = factory()
     set_weights(module, result.weights)
     training = {"variant": spec.name, "kind": spec.kind, **fl.to_dict(), "local_thresholds": dict(local)}
+    if result.privacy is not None:  # differential privacy spent (epsilon at delta), in the artefact too
+        training["privacy_spent"] = result.privacy
+        del training["local_thresholds"]  # exact per-gateway statistics: not part of a private release
     cache.setdefault("detectors", {})[spec.name] = _detector(ds, cfg, module, scaler, threshold, training)
 
     def score(cid: str, x: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -333,6 +336,8 @@ def _run_federated(run: _Run) -> dict[str, Any]:
     res["round_clients"] = [r.selected for r in result.rounds]
     res["round_failures"] = [r.failures for r in result.rounds]
     res["bytes_sent"] = result.bytes_sent
+    if result.privacy is not None:
+        res["privacy"] = result.privacy
     res["bytes_received"] = result.bytes_received
     every = fl.federated.retrain_every
     rounds = range(1, fl.federated.rounds + 1)

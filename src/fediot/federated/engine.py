@@ -36,6 +36,7 @@ from fediot.config import FLConfig
 from fediot.data.scaling import Scaler, make_scaler, scaler_from_dict
 from fediot.detect.threshold import ErrorSummary, ThresholdRule, threshold_from_summaries
 from fediot.errors import ConfigError, FediotError
+from fediot.federated.privacy import PrivateFederation
 from fediot.federated.selection import select_clients
 from fediot.federated.statistics import (
     ERROR_STATS,
@@ -277,6 +278,8 @@ class FederationResult(RoundHistory):
         The whole history (including rounds run before a resume).
     state : EngineState
         The final state (what was last passed to ``on_state``).
+    privacy : dict or None
+        Differential privacy spent (:meth:`fediot.federated.privacy.PrivacyAccountant.to_dict`), if on.
     """
 
     weights: Weights
@@ -286,6 +289,7 @@ class FederationResult(RoundHistory):
     rule: ThresholdRule | None
     rounds: list[RoundRecord]
     state: EngineState
+    privacy: dict[str, Any] | None = None
 
 
 def check_update(update: ClientUpdate, reference: Weights) -> str | None:
@@ -492,6 +496,7 @@ def run_federation(
     state: EngineState | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     on_state: Callable[[EngineState], None] | None = None,
+    privacy: PrivateFederation | None = None,
 ) -> FederationResult:
     """Run a whole federation: scaler round, ``rounds`` training rounds, threshold round.
 
@@ -518,11 +523,17 @@ def run_federation(
     on_state : callable, optional
         Each new :class:`EngineState`: after the scaler round, after every round and after the threshold
         round (the caller writes checkpoints and history).
+    privacy : PrivateFederation, optional
+        Differential privacy (``strategy`` is already wrapped by it): merges the statistics rounds.
 
     Returns
     -------
     FederationResult
     """
+    # privacy hook: the statistics rounds are merged privately (and charged) when it asks for it
+    def merge(name: str, summaries: Mapping[str, ErrorSummary]) -> ErrorSummary:
+        return merge_summaries(summaries) if privacy is None else privacy.merge(name, summaries)
+
     if rounds < 0:
         raise ConfigError(f"federated.rounds must be >= 0, got {rounds}")
     if state is not None:
@@ -555,7 +566,7 @@ def run_federation(
                 min_replies=plan.min_fit_clients,
                 tolerate_failures=plan.tolerate_failures,
             )
-            merged = merge_summaries(stats)
+            merged = merge(FEATURE_STATS, stats)
             if not hasattr(merged, "mean"):
                 raise RoundFailedError("feature_stats: clients sent histograms instead of feature statistics")
             scaler = make_scaler(scaler_kind, merged)  # type: ignore[arg-type]
@@ -617,9 +628,10 @@ def run_federation(
                 min_replies=plan.min_fit_clients,
                 tolerate_failures=plan.tolerate_failures,
             )
-            threshold = threshold_from_summaries([merge_summaries(summaries)], threshold_rule)
+            threshold = threshold_from_summaries([merge(ERROR_STATS, summaries)], threshold_rule)
             current = replace(
                 current,
+                strategy_state=strategy.state_dict(),  # privacy: the accountant charged the release
                 threshold_summaries={cid: encode_summary(s) for cid, s in summaries.items()},
                 threshold=threshold,
             )
@@ -635,6 +647,7 @@ def run_federation(
         rule=threshold_rule,
         rounds=history,
         state=current,
+        privacy=None if privacy is None else privacy.accountant.to_dict(),
     )
 
 
@@ -664,15 +677,28 @@ def run_fl(
     from fediot.federated.settings import fit_config, strategy_for, threshold_rule
 
     fed = cfg.federated
+    strategy, train_config = strategy_for(cfg), fit_config(cfg)
+    privacy: PrivateFederation | None = None
+    if cfg.privacy.enabled:  # privacy hook: wrap the strategy, add local-DP instructions
+        from fediot.federated.privacy import setup_privacy
+
+        privacy = setup_privacy(
+            cfg,
+            population=len(transport.available()),
+            min_fit_clients=fed.min_fit_clients if min_fit_clients is None else min_fit_clients,
+            statistics_rounds=int(cfg.train.scaler is not None) + 1,
+        )
+        strategy, base_config = privacy.wrap(strategy), train_config
+        train_config = lambda r: privacy.fit_config(base_config(r))  # noqa: E731
     plan = RoundPlan(
         fraction_fit=fed.fraction_fit,
         min_fit_clients=fed.min_fit_clients if min_fit_clients is None else min_fit_clients,
-        fit_config=fit_config(cfg),
+        fit_config=train_config,
         tolerate_failures=fed.tolerate_failures,
     )
     return run_federation(
         transport,
-        strategy_for(cfg),
+        strategy,
         initial_weights,
         plan,
         seed=cfg.seed,
@@ -682,4 +708,5 @@ def run_fl(
         state=state,
         on_round=on_round,
         on_state=on_state,
+        privacy=privacy,
     )

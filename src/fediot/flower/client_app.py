@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fediot.federated.client import AutoencoderClient, Client, answer_query
+from fediot.federated.privacy import apply_local_dp
 from fediot.federated.statistics import ERROR_STATS, FEATURE_STATS
 from fediot.flower.codec import (
     ARRAYS_KEY,
@@ -75,7 +76,10 @@ def handle_train(message: Message, client: Client) -> Message:
     _apply_scaler(content, client)
     weights = arrayrecord_to_weights(content.array_records[ARRAYS_KEY])
     config = configrecord_to_config(content.config_records[CONFIG_KEY]) if CONFIG_KEY in content else {}
-    return _reply(message, update_to_recorddict(client.fit(weights, config)))
+    update = client.fit(weights, config)
+    # local DP (privacy.mechanism='local'): privatised here, before it leaves the gateway, with OS entropy
+    update = apply_local_dp(update, weights, config, np.random.default_rng())
+    return _reply(message, update_to_recorddict(update))
 
 
 def handle_query(message: Message, client: Client, name: str) -> Message:

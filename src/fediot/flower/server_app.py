@@ -79,6 +79,7 @@ def save_detector(
     threshold: float,
     *,
     names: Sequence[str] | None = None,
+    privacy: dict[str, Any] | None = None,
 ) -> Path:
     """Assemble the federated ``AnomalyDetector`` of ``cfg`` and save it to ``path`` atomically."""
     from fediot.detect.detector import AnomalyDetector
@@ -92,6 +93,7 @@ def save_detector(
         config=AutoencoderConfig(scaler.num_features, ratios=cfg.train.ratios),
         feature_names=names,
         threshold_rule=threshold_rule(cfg.detect),
+        training=None if privacy is None else {"privacy_spent": privacy},
     )
     return detector.save(path)
 
@@ -130,7 +132,13 @@ def run_server(
     if server.detector_path and result.scaler is not None and result.threshold is not None:
         names = feature_names(server.feature_names)
         path = save_detector(
-            server.detector_path, cfg, result.weights, result.scaler, result.threshold, names=names
+            server.detector_path,
+            cfg,
+            result.weights,
+            result.scaler,
+            result.threshold,
+            names=names,
+            privacy=result.privacy,
         )
         saved_to = str(path)
         log.info("saved the federated detector to %s", saved_to)

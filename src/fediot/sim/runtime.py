@@ -8,6 +8,7 @@ for runs without statistics rounds (e.g. the KDD classifier experiment).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from fediot.errors import ConfigError
 from fediot.federated import engine
 from fediot.federated.client import Client, answer_query
 from fediot.federated.engine import TRAIN, Reply, Request, RoundHistory, RoundRecord
+from fediot.federated.privacy import apply_local_dp
 from fediot.federated.strategy import Strategy
 from fediot.federated.types import ClientUpdate, Config, Weights
 
@@ -112,9 +114,14 @@ class InProcessTransport:
         if request.kind == TRAIN:
             if request.weights is None:
                 raise ValueError("a training request needs the global weights")
-            return list(
+            replies = list(
                 self.executor.fit_round(clients, request.weights, request.config, fail_fast=self.fail_fast)
             )
+            # local DP (privacy.mechanism='local'): each client privatises its own reply, with its own noise
+            return [
+                apply_local_dp(reply, request.weights, request.config, _local_noise(c, request.server_round))
+                for c, reply in zip(clients, replies, strict=True)
+            ]
         out: list[Reply] = []
         for client in clients:
             try:
@@ -124,6 +131,13 @@ class InProcessTransport:
                     raise
                 out.append(exc)
         return out
+
+
+def _local_noise(client: Client, server_round: int) -> np.random.Generator:
+    """Return one client's local-DP noise for one round, seeded by the client's seed (not the server's)."""
+    seed = getattr(client, "seed", 0)
+    digest = zlib.crc32(client.client_id.encode())
+    return np.random.default_rng(np.random.SeedSequence([int(seed), digest, server_round, 15]))
 
 
 def run_rounds(
