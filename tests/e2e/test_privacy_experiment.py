@@ -1,4 +1,4 @@
-"""End to end: the ``privacy`` experiment on the shipped gateway dataset, on a small grid (CI size)."""
+"""End to end: the ``privacy`` experiment on a small grid (CI size: NSL-KDD clients, 2 rounds)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fediot.experiments.runner import load_experiment, run_experiment
 pytestmark = pytest.mark.slow
 
 SMALL = [
+    'data.source="nsl-kdd"',
     "federated.rounds=2",
     "federated.local_epochs=1",
     "grid.epsilons=3,inf",
@@ -39,7 +40,7 @@ def test_small_privacy_grid_reports_epsilon_within_budget_and_rates(tmp_path: Pa
     for cell in cells.values():
         for key in ("tpr", "fpr"):
             assert 0.0 <= cell["macro"][key] <= 1.0
-            assert 0.0 <= cell["window"]["macro"][key] <= 1.0
+        assert "window" not in cell  # NSL-KDD rows are not time-ordered: no window vote
     # the noise really changed the model: the DP cells' thresholds differ from the reference
     assert cells["eps=3 fixed"]["threshold"] != cells["no DP"]["threshold"]
     report = out.report_path.read_text()
