@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fediot.cli import DEFAULT_EXPERIMENT
+from fediot.data.gateway import LAB_ATTACKS
 from fediot.experiments.runner import run_experiment
 
 VARIANTS = ("FL", "centralized", "local", "local-cross")
@@ -30,7 +31,7 @@ def test_default_job_on_the_gateway_dataset(tmp_path: Path, monkeypatch: pytest.
     runs = results["runs"]
     assert DEFAULT_EXPERIMENT == "fl-vs-centralized"
     assert results["dataset"] == "gateway"
-    assert (tmp_path / "cache" / "gateway-v1-seed0" / "manifest.json").is_file()
+    assert (tmp_path / "cache" / "gateway-v2-f2-seed0" / "manifest.json").is_file()
     assert tuple(runs) == VARIANTS
     num_clients = len(results["clients"])
     assert num_clients == 26  # IoT Sentinel devices with >= 500 packets
@@ -39,8 +40,9 @@ def test_default_job_on_the_gateway_dataset(tmp_path: Path, monkeypatch: pytest.
         assert run["window_applied"] is True
         for scope in ("macro", "pooled"):
             assert 0.0 <= run["window"][scope]["balanced_accuracy"] <= 1.0
-        assert {"benign", "ddos.syn_flood", "ddos.udp_flood"} <= set(run["by_attack"])
-        assert {"benign", "ddos.syn_flood", "ddos.udp_flood"} <= set(run["window"]["by_attack"])
+        expected = {"benign", "ddos.syn_flood", "ddos.udp_flood", *LAB_ATTACKS}
+        assert expected <= set(run["by_attack"])
+        assert expected <= set(run["window"]["by_attack"])
     fl = runs["FL"]
     assert len(fl["round_train_loss"]) == 4
     assert all(len(c) == num_clients // 2 for c in fl["round_clients"])  # fraction_fit = 0.5
