@@ -578,15 +578,18 @@ def data_build(
         Path | None,
         typer.Option("--out", "-o", help="Target folder (default: the cache, see FEDIOT_CACHE_DIR)."),
     ] = None,
+    gateway_version: Annotated[
+        int, typer.Option("--gateway-version", help="1: the two floods (default, the published tables); 2: floods + 23 lab attacks.")
+    ] = 1,
 ) -> None:
-    """Build a derived dataset: gateway = IoT Sentinel pcaps + replayed floods, in the N-BaIoT layout."""
+    """Build a derived dataset: gateway = IoT Sentinel pcaps + replayed attacks, in the N-BaIoT layout."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fediot.data.gateway import GatewayConfig, build_gateway_dataset, gateway_dataset_path
 
     if name != "gateway":
         raise typer.BadParameter(f"unknown dataset {name!r}; buildable: gateway")
-    config = GatewayConfig(seed=seed)
+    config = GatewayConfig(seed=seed, version=gateway_version)
     with Progress(
         TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"), console=err_console, disable=state.quiet,

@@ -31,7 +31,7 @@ def test_default_job_on_the_gateway_dataset(tmp_path: Path, monkeypatch: pytest.
     runs = results["runs"]
     assert DEFAULT_EXPERIMENT == "fl-vs-centralized"
     assert results["dataset"] == "gateway"
-    assert (tmp_path / "cache" / "gateway-v1-seed0" / "manifest.json").is_file()
+    assert (tmp_path / "cache" / "gateway-v1-f2-seed0" / "manifest.json").is_file()
     assert tuple(runs) == VARIANTS
     num_clients = len(results["clients"])
     assert num_clients == 26  # IoT Sentinel devices with >= 500 packets

@@ -30,6 +30,8 @@ class DataConfig:
         ``gateway`` only: seed of the dataset build (flood block offsets).
     syn_flood_source : {"spoofed", "device"}
         ``gateway`` only: replay the SYN flood with its spoofed sources, or from the device's own IP.
+    gateway_version : int
+        ``gateway`` only: 2 (StopDDoS floods + lab attacks, the default) or 1 (the two floods).
     max_attack_rows : int or None
         N-BaIoT layouts: subsample each device's attack rows to at most this many.
     """
@@ -39,6 +41,7 @@ class DataConfig:
     alpha: float = 0.5
     build_seed: int = 0
     syn_flood_source: Literal["spoofed", "device"] = "spoofed"
+    gateway_version: int = 1
     max_attack_rows: int | None = None
 
     def __post_init__(self) -> None:
@@ -68,7 +71,9 @@ def load_anomaly_dataset(data: DataConfig, seed: int) -> AnomalyDataset:
     if source == "gateway":
         from fediot.data.gateway import GatewayConfig, gateway_dataset_path
 
-        gw = GatewayConfig(seed=data.build_seed, syn_flood_source=data.syn_flood_source)
+        gw = GatewayConfig(
+            seed=data.build_seed, syn_flood_source=data.syn_flood_source, version=data.gateway_version
+        )
         path = gateway_dataset_path(gw)
         name = "gateway"
     else:
