@@ -60,7 +60,11 @@ def client_seed(seed: int, client_id: str, server_round: int) -> int:
 
 
 def train_config_from(config: Config, default: TrainConfig) -> TrainConfig:
-    """Override ``default`` with the kebab-case keys the server sent (``local-epochs``, ``lr``, ...)."""
+    """Override ``default`` with the kebab-case keys the server sent (``local-epochs``, ``lr``, ...).
+
+    ``proximal-mu`` (FedProx, the key Flower's ``FedProx`` sends) adds ``mu/2 ||w - w_global||^2`` to the
+    local loss, ``w_global`` being the weights the round started from.
+    """
     optimizer = str(config.get("optimizer", default.optimizer))
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
@@ -71,6 +75,7 @@ def train_config_from(config: Config, default: TrainConfig) -> TrainConfig:
         optimizer="adam" if optimizer == "adam" else "sgd",
         momentum=float(config.get("momentum", default.momentum)),
         weight_decay=float(config.get("weight-decay", default.weight_decay)),
+        proximal_mu=float(config.get("proximal-mu", default.proximal_mu)),
     )
 
 
