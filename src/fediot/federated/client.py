@@ -327,7 +327,8 @@ def answer_query(client: Client, name: str, weights: Weights | None, config: Con
     training rows (log-compressed for ``log-*`` kinds); clients without ``feature_stats`` answer from their
     ``x`` rows. ``error_stats`` (config: the threshold rule, see
     :func:`fediot.federated.statistics.threshold_rule_config`) — the summary of the reconstruction errors of
-    the client's opt rows under ``weights`` that the rule federates.
+    the client's opt rows under ``weights`` that the rule federates. A client with its own ``answer(name,
+    weights, config)`` method answers itself.
 
     Raises
     ------
@@ -344,6 +345,10 @@ def answer_query(client: Client, name: str, weights: Weights | None, config: Con
         threshold_rule_from_config,
     )
 
+    own_answer = getattr(client, "answer", None)
+    if callable(own_answer):  # a client that answers queries itself (e.g. fediot.federated.attacks)
+        answer: dict[str, Any] = own_answer(name, weights, config)
+        return answer
     if name == FEATURE_STATS:
         kind = str(config.get("scaler", "minmax"))
         own = getattr(client, "feature_stats", None)

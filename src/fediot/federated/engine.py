@@ -472,6 +472,8 @@ def run_federation(
     scaler_kind: str | None = None,
     threshold_rule: ThresholdRule | None = None,
     tolerate_failures: bool = False,
+    statistics_rule: str = "sum",
+    statistics_trim: float = 0.2,
     state: EngineState | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     on_state: Callable[[EngineState], None] | None = None,
@@ -494,6 +496,9 @@ def run_federation(
         Federated scaler kind (``fediot.data.scaling.SCALER_KINDS``); None: clients scale as built.
     threshold_rule : ThresholdRule, optional
         Set the federated threshold after the last round; None: no threshold round.
+    statistics_rule, statistics_trim : str, float
+        How the scaler's and the threshold's per-client statistics are combined
+        (:func:`fediot.federated.statistics.merge_summaries`: ``sum``, ``trimmed``, ``median``).
     state : EngineState, optional
         Resume from this state (a checkpoint); its strategy must be ``strategy.name``.
     on_round : callable, optional
@@ -538,7 +543,7 @@ def run_federation(
                 min_replies=min_fit_clients,
                 tolerate_failures=tolerate_failures,
             )
-            merged = merge_summaries(stats)
+            merged = merge_summaries(stats, statistics_rule, statistics_trim)
             if not hasattr(merged, "mean"):
                 raise RoundFailedError("feature_stats: clients sent histograms instead of feature statistics")
             scaler = make_scaler(scaler_kind, merged)  # type: ignore[arg-type]
@@ -603,7 +608,8 @@ def run_federation(
                 min_replies=min_fit_clients,
                 tolerate_failures=tolerate_failures,
             )
-            threshold = threshold_from_summaries([merge_summaries(summaries)], threshold_rule)
+            merged_errors = merge_summaries(summaries, statistics_rule, statistics_trim)
+            threshold = threshold_from_summaries([merged_errors], threshold_rule)
             current = replace(
                 current,
                 threshold_summaries={cid: encode_summary(s) for cid, s in summaries.items()},
@@ -662,6 +668,8 @@ def run_fl(
         scaler_kind=cfg.train.scaler,
         threshold_rule=threshold_rule(cfg.detect),
         tolerate_failures=fed.tolerate_failures,
+        statistics_rule=fed.statistics,
+        statistics_trim=fed.statistics_trim,
         state=state,
         on_round=on_round,
         on_state=on_state,
