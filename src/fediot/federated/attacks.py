@@ -116,14 +116,14 @@ def select_malicious(client_ids: Sequence[str], fraction: float, seed: int) -> l
 
 
 def alie_z(num_clients: int, num_colluders: int) -> float:
-    """Baruch et al.'s ``z_max``: ``s = floor(n / 2 + 1) - m``, ``z = Phi^-1((n - s) / n)`` (>= 0).
+    """Baruch et al.'s ``z_max``: ``s = floor(n / 2 + 1) - m`` (at least 1), ``z = Phi^-1((n - s) / n)``.
 
     Examples
     --------
     >>> round(alie_z(26, 5), 3)
     0.396
     """
-    s = math.floor(num_clients / 2 + 1) - num_colluders
+    s = max(1, math.floor(num_clients / 2 + 1) - num_colluders)  # s <= 0: a colluding majority
     p = (num_clients - s) / num_clients
     if p <= 0.5:
         return 0.0
@@ -170,6 +170,13 @@ class Collusion:
         self._honest: dict[str, ClientUpdate] = {}
         self._poisoned: Weights = []
 
+    def set_scaler(self, scaler: Any) -> None:
+        """Give every member the scaler one of them received (they share what they learn)."""
+        for member in self.members.values():
+            set_scaler = getattr(member, "set_scaler", None)
+            if callable(set_scaler):
+                set_scaler(scaler)
+
     def update(self, client_id: str, weights: Weights, config: Config) -> ClientUpdate:
         """Return member ``client_id``'s reply for this round (the same poisoned weights for every member)."""
         server_round = _server_round(config)
@@ -215,6 +222,13 @@ class ModelPoisoningClient(_Wrapper):
         self.scale = scale
         self.seed = seed
         self.collusion = collusion
+
+    def set_scaler(self, scaler: Any) -> None:
+        """Scale the honest client's rows (and, for ``alie``, every colluder's)."""
+        if self.collusion is not None:
+            self.collusion.set_scaler(scaler)
+        else:
+            self.inner.set_scaler(scaler)  # type: ignore[attr-defined]
 
     def fit(self, weights: Weights, config: Config) -> ClientUpdate:
         """Return the poisoned reply (honest example count and metrics)."""
