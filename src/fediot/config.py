@@ -42,6 +42,7 @@ __all__ = [
     "OPTIMIZERS",
     "PRIVACY_MECHANISMS",
     "SCALERS",
+    "STATISTICS_RULES",
     "STRATEGIES",
     "THRESHOLD_RULES",
     "DetectConfig",
@@ -61,8 +62,17 @@ __all__ = [
 
 T = TypeVar("T")
 
-STRATEGIES = ("fedavg", "fedavgm")
-"""Server aggregation rules selectable by ``federated.strategy``."""
+STRATEGIES = (
+    "fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi",
+    "median", "trimmed-mean", "krum", "multi-krum", "bulyan", "norm-bounded",
+)  # fmt: skip
+"""Server aggregation rules selectable by ``federated.strategy`` (see :mod:`fediot.federated.strategy`)."""
+STATISTICS_RULES = ("sum", "trimmed", "median")
+"""How the clients' scaler and threshold statistics are combined (``federated.statistics``)."""
+StrategyName = Literal[
+    "fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi",
+    "median", "trimmed-mean", "krum", "multi-krum", "bulyan", "norm-bounded",
+]  # fmt: skip
 OPTIMIZERS = ("adam", "sgd")
 """Local optimizers selectable by ``train.optimizer``."""
 SCALERS = ("minmax", "standard", "log-minmax", "log-standard")
@@ -92,9 +102,33 @@ class FederatedConfig:
         At least this many are selected, and at least this many must reply for a round to count.
     local_epochs : int
         Local epochs per round on a client's benign training rows.
-    strategy : {"fedavg", "fedavgm"}
+    strategy : str
+        One of :data:`STRATEGIES`: ``fedavg``, ``fedavgm`` (server momentum), ``fedprox`` (client-side
+        proximal term), ``fedadam``/``fedyogi`` (adaptive server optimisers), or a robust rule: ``median``,
+        ``trimmed-mean``, ``krum``, ``multi-krum``, ``bulyan``, ``norm-bounded``.
     server_learning_rate, server_momentum : float
         FedAvgM's ``eta`` (> 0) and ``beta`` (in [0, 1)).
+    proximal_mu : float
+        FedProx's ``mu`` (>= 0): clients minimise ``loss + mu/2 ||w - w_global||^2``.
+    server_optimizer_lr, server_beta_1, server_beta_2, server_tau : float
+        FedAdam/FedYogi: server learning rate (> 0), moment decays (in [0, 1)) and adaptivity (> 0).
+    trimmed_fraction : float
+        ``trimmed-mean``: fraction cut from each tail per coordinate, in [0, 0.5).
+    num_malicious : int
+        ``krum``, ``multi-krum``, ``bulyan``: ``f``, the hostile clients per round the rule is sized for
+        (Bulyan needs ``4 f + 3`` replies per round).
+    krum_select : int
+        ``multi-krum``: replies averaged per round (0 = the round's replies minus ``num_malicious``).
+    clip_norm : float
+        ``norm-bounded``: largest L2 norm of one client's update (> 0).
+    statistics : {"sum", "trimmed", "median"}
+        How the clients' scaler and threshold statistics are combined (see
+        :func:`fediot.federated.statistics.merge_summaries`): ``sum`` pools them exactly (one lying client
+        moves the result without bound); ``trimmed`` / ``median`` combine each statistic coordinate-wise
+        over clients, so fewer than ``int(statistics_trim * n)`` / ``n / 2`` lying clients keep every
+        statistic inside the honest clients' range.
+    statistics_trim : float
+        ``trimmed``: fraction of clients cut from each tail per statistic, in [0, 0.5).
     retrain_every : int
         The seed README's retraining: every ``retrain_every`` rounds a client trains one more epoch on a
         fresh random ``retrain_fraction`` of its rows (0 = never).
@@ -111,9 +145,20 @@ class FederatedConfig:
     fraction_fit: float = 0.5
     min_fit_clients: int = 2
     local_epochs: int = 3
-    strategy: Literal["fedavg", "fedavgm"] = "fedavgm"
+    strategy: StrategyName = "fedavgm"
     server_learning_rate: float = 1.0
     server_momentum: float = 0.5
+    proximal_mu: float = 0.01
+    server_optimizer_lr: float = 0.01
+    server_beta_1: float = 0.9
+    server_beta_2: float = 0.99
+    server_tau: float = 1e-3
+    trimmed_fraction: float = 0.2
+    num_malicious: int = 0
+    krum_select: int = 0
+    clip_norm: float = 1.0
+    statistics: Literal["sum", "trimmed", "median"] = "sum"
+    statistics_trim: float = 0.2
     retrain_every: int = 0
     retrain_fraction: float = 0.5
     executor: Literal["batched", "sequential"] = "batched"
@@ -131,6 +176,27 @@ class FederatedConfig:
             "federated.server_momentum", 0.0 <= self.server_momentum < 1.0, "in [0, 1)", self.server_momentum
         )
         _range("federated.retrain_every", self.retrain_every >= 0, ">= 0", self.retrain_every)
+        _finite = math.isfinite
+        _range(
+            "federated.proximal_mu",
+            self.proximal_mu >= 0 and _finite(self.proximal_mu),
+            ">= 0",
+            self.proximal_mu,
+        )
+        lr = self.server_optimizer_lr
+        _range("federated.server_optimizer_lr", lr > 0 and _finite(lr), "> 0 and finite", lr)
+        for name in ("server_beta_1", "server_beta_2"):
+            value = getattr(self, name)
+            _range(f"federated.{name}", 0.0 <= value < 1.0, "in [0, 1)", value)
+        _range(
+            "federated.server_tau", self.server_tau > 0 and _finite(self.server_tau), "> 0", self.server_tau
+        )
+        for name in ("trimmed_fraction", "statistics_trim"):
+            value = getattr(self, name)
+            _range(f"federated.{name}", 0.0 <= value < 0.5, "in [0, 0.5)", value)
+        _range("federated.num_malicious", self.num_malicious >= 0, ">= 0", self.num_malicious)
+        _range("federated.krum_select", self.krum_select >= 0, ">= 0", self.krum_select)
+        _range("federated.clip_norm", self.clip_norm > 0 and _finite(self.clip_norm), "> 0", self.clip_norm)
         fraction = self.retrain_fraction
         _range("federated.retrain_fraction", 0.0 < fraction <= 1.0, "in (0, 1]", fraction)
 

@@ -155,6 +155,46 @@ def _anomaly_config(cfg: dict[str, Any]) -> tuple[Any, Any]:
     return AnomalyConfig.from_dict(cfg), parse_section(DataConfig, cfg.get("data", {}), "data")
 
 
+def _robustness(
+    cfg: dict[str, Any], seeds: list[int], progress: Progress
+) -> tuple[dict[str, Any], Render]:
+    from fediot.experiments.datasets import load_anomaly_dataset
+    from fediot.experiments.robustness import run_robustness
+    from fediot.report.robustness import robustness_markdown
+
+    config, data = _robustness_config(cfg)
+    per_seed = []
+    malicious = {}
+    ds = None
+    for seed in seeds:
+        progress.task(f"data: {data.source} (seed {seed})", 1)
+        ds = load_anomaly_dataset(data, seed)
+        progress.advance(info=f"{len(ds.clients)} clients")
+        out = run_robustness(ds, config, seed=seed, progress=progress)
+        malicious[str(seed)] = out["malicious"]
+        per_seed.append(out["runs"])
+    assert ds is not None
+    results: dict[str, Any] = {
+        "dataset": ds.name,
+        "protocol": ds.protocol,
+        "data": flatten_config(data),
+        "config": config.to_results(),
+        "num_clients": len(ds.clients),
+        "malicious": malicious,
+        "test_sets": list(ds.test_names),
+    }
+    return _finish(results, per_seed), robustness_markdown
+
+
+def _robustness_config(cfg: dict[str, Any]) -> Any:
+    from fediot.experiments.datasets import DataConfig
+    from fediot.experiments.robustness import RobustnessConfig
+
+    sections = ("data", "federated", "train", "detect", "grid", "attack", "aggregators")
+    check_keys(cfg, ("name", "kind", "description", *sections))
+    return RobustnessConfig.from_dict(cfg), parse_section(DataConfig, cfg.get("data", {}), "data")
+
+
 def _kdd_config(cfg: dict[str, Any]) -> Any:
     from fediot.experiments.kdd_gateways import KddGatewaysConfig
 
@@ -170,11 +210,17 @@ def _finish(results: dict[str, Any], per_seed: list[dict[str, Any]]) -> dict[str
     return results
 
 
-EXPERIMENTS: dict[str, Runner] = {"kdd-gateways": _kdd_gateways, "anomaly": _anomaly, "privacy": _privacy}
+EXPERIMENTS: dict[str, Runner] = {
+    "kdd-gateways": _kdd_gateways,
+    "anomaly": _anomaly,
+    "privacy": _privacy,
+    "robustness": _robustness,
+}
 VALIDATORS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "kdd-gateways": _kdd_config,
     "anomaly": _anomaly_config,
     "privacy": _privacy_config,
+    "robustness": _robustness_config,
 }
 
 

@@ -60,7 +60,11 @@ def client_seed(seed: int, client_id: str, server_round: int) -> int:
 
 
 def train_config_from(config: Config, default: TrainConfig) -> TrainConfig:
-    """Override ``default`` with the kebab-case keys the server sent (``local-epochs``, ``lr``, ...)."""
+    """Override ``default`` with the kebab-case keys the server sent (``local-epochs``, ``lr``, ...).
+
+    ``proximal-mu`` (FedProx, the key Flower's ``FedProx`` sends) adds ``mu/2 ||w - w_global||^2`` to the
+    local loss, ``w_global`` being the weights the round started from.
+    """
     optimizer = str(config.get("optimizer", default.optimizer))
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
@@ -71,6 +75,7 @@ def train_config_from(config: Config, default: TrainConfig) -> TrainConfig:
         optimizer="adam" if optimizer == "adam" else "sgd",
         momentum=float(config.get("momentum", default.momentum)),
         weight_decay=float(config.get("weight-decay", default.weight_decay)),
+        proximal_mu=float(config.get("proximal-mu", default.proximal_mu)),
     )
 
 
@@ -322,7 +327,8 @@ def answer_query(client: Client, name: str, weights: Weights | None, config: Con
     training rows (log-compressed for ``log-*`` kinds); clients without ``feature_stats`` answer from their
     ``x`` rows. ``error_stats`` (config: the threshold rule, see
     :func:`fediot.federated.statistics.threshold_rule_config`) — the summary of the reconstruction errors of
-    the client's opt rows under ``weights`` that the rule federates.
+    the client's opt rows under ``weights`` that the rule federates. A client with its own ``answer(name,
+    weights, config)`` method answers itself.
 
     Raises
     ------
@@ -339,6 +345,10 @@ def answer_query(client: Client, name: str, weights: Weights | None, config: Con
         threshold_rule_from_config,
     )
 
+    own_answer = getattr(client, "answer", None)
+    if callable(own_answer):  # a client that answers queries itself (e.g. fediot.federated.attacks)
+        answer: dict[str, Any] = own_answer(name, weights, config)
+        return answer
     if name == FEATURE_STATS:
         kind = str(config.get("scaler", "minmax"))
         own = getattr(client, "feature_stats", None)

@@ -493,6 +493,8 @@ def run_federation(
     rounds: int,
     scaler_kind: str | None = None,
     threshold_rule: ThresholdRule | None = None,
+    statistics_rule: str = "sum",
+    statistics_trim: float = 0.2,
     state: EngineState | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     on_state: Callable[[EngineState], None] | None = None,
@@ -516,6 +518,9 @@ def run_federation(
         Federated scaler kind (``fediot.data.scaling.SCALER_KINDS``); None: clients scale as built.
     threshold_rule : ThresholdRule, optional
         Set the federated threshold after the last round; None: no threshold round.
+    statistics_rule, statistics_trim : str, float
+        How the scaler's and the threshold's per-client statistics are combined
+        (:func:`fediot.federated.statistics.merge_summaries`: ``sum``, ``trimmed``, ``median``).
     state : EngineState, optional
         Resume from this state (a checkpoint); its strategy must be ``strategy.name``.
     on_round : callable, optional
@@ -532,7 +537,9 @@ def run_federation(
     """
     # privacy hook: the statistics rounds are merged privately (and charged) when it asks for it
     def merge(name: str, summaries: Mapping[str, ErrorSummary]) -> ErrorSummary:
-        return merge_summaries(summaries) if privacy is None else privacy.merge(name, summaries)
+        if privacy is not None:
+            return privacy.merge(name, summaries)
+        return merge_summaries(summaries, statistics_rule, statistics_trim)
 
     if rounds < 0:
         raise ConfigError(f"federated.rounds must be >= 0, got {rounds}")
@@ -705,6 +712,8 @@ def run_fl(
         rounds=fed.rounds,
         scaler_kind=cfg.train.scaler,
         threshold_rule=threshold_rule(cfg.detect),
+        statistics_rule=fed.statistics,
+        statistics_trim=fed.statistics_trim,
         state=state,
         on_round=on_round,
         on_state=on_state,

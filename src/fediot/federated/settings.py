@@ -74,13 +74,32 @@ def fit_config(cfg: FLConfig) -> Callable[[int], Config]:
         "retrain-every": fed.retrain_every,
         "retrain-fraction": fed.retrain_fraction,
     }
+    if fed.strategy == "fedprox":
+        config["proximal-mu"] = fed.proximal_mu  # the key Flower's FedProx sends
     return lambda _server_round: dict(config)
 
 
 def strategy_for(cfg: FLConfig) -> Strategy:
-    """Return a fresh strategy (server state) of ``federated.strategy``, server lr and momentum."""
+    """Return a fresh strategy (server state) of ``federated.strategy`` with its ``federated.*`` parameters.
+
+    Examples
+    --------
+    >>> from fediot.config import FederatedConfig
+    >>> strategy_for(FLConfig(federated=FederatedConfig(strategy="krum", num_malicious=2))).num_malicious
+    2
+    """
+    fed = cfg.federated
     return make_strategy(
-        cfg.federated.strategy,
-        server_learning_rate=cfg.federated.server_learning_rate,
-        server_momentum=cfg.federated.server_momentum,
+        fed.strategy,
+        server_learning_rate=fed.server_learning_rate,
+        server_momentum=fed.server_momentum,
+        proximal_mu=fed.proximal_mu,
+        eta=fed.server_optimizer_lr,
+        beta_1=fed.server_beta_1,
+        beta_2=fed.server_beta_2,
+        tau=fed.server_tau,
+        trimmed_fraction=fed.trimmed_fraction,
+        num_malicious=fed.num_malicious,
+        num_to_select=fed.krum_select,
+        clip_norm=fed.clip_norm,
     )

@@ -33,6 +33,10 @@ class TrainConfig:
         SGD momentum (ignored by Adam).
     weight_decay : float
         L2 penalty.
+    proximal_mu : float
+        FedProx (Li et al. 2020): each step minimises ``loss + mu/2 ||w - w_0||^2``, ``w_0`` = the
+        parameters the call started from (the global model); 0 = plain training. The reported loss is
+        the data loss only.
     """
 
     epochs: int = 1
@@ -41,6 +45,7 @@ class TrainConfig:
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = 0.0
     weight_decay: float = 0.0
+    proximal_mu: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -51,6 +56,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if not self.proximal_mu >= 0:
+            raise ValueError(f"proximal_mu must be >= 0, got {self.proximal_mu}")
 
 
 def _make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -74,6 +81,8 @@ def _fit(
         raise ValueError("cannot train on zero rows")
     gen = torch.Generator().manual_seed(seed)
     opt = _make_optimizer(module, config)
+    mu = config.proximal_mu
+    anchor = [p.detach().clone() for p in module.parameters()] if mu > 0 else []
     module.train()
     last_epoch_loss = float("nan")
     for _ in range(config.epochs):
@@ -83,7 +92,11 @@ def _fit(
             idx = order[start : start + config.batch_size]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(module(inputs[idx]), targets[idx])
-            loss.backward()
+            if mu > 0:
+                prox = sum((p - a).square().sum() for p, a in zip(module.parameters(), anchor, strict=True))
+                (loss + (0.5 * mu) * prox).backward()
+            else:
+                loss.backward()
             opt.step()
             total += float(loss.detach()) * idx.shape[0]
         last_epoch_loss = total / n

@@ -37,6 +37,10 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 row.append(fmt_pm(get_path(runs, model, *keys), get_path(std, model, *keys), 3))
             rows.append(row)
         return headers, rows
+    if runs and all(isinstance(e, dict) and "clean" in e for e in runs.values()):  # robustness
+        from fediot.report.robustness import robustness_summary_rows
+
+        return robustness_summary_rows(results)
     headers = ["variant", "macro TPR", "macro FPR", "macro F1", "macro bal. acc.", "window TPR", "window FPR"]
     rows = []
     for variant in runs:

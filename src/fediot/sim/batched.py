@@ -10,7 +10,9 @@
   backward formula, ``tanh_backward`` through every ``Tanh`` (a final one after the output layer included);
 - the same optimiser: a fresh ``torch.optim`` SGD (momentum, weight decay) or Adam (bias correction, eps
   placement) per client, run by ``torch.optim``'s own functional update over the stacked tensors;
-- the same reported loss: the mean batch loss of the last epoch, weighted by batch size.
+- the same reported loss: the mean batch loss of the last epoch, weighted by batch size;
+- FedProx (``proximal_mu > 0``): the proximal term's gradient ``mu (w - w_0)`` added to each client's
+  gradient, ``w_0`` its start weights, as autograd adds it in the sequential loop.
 
 Clients run in lock-step, one optimiser step each per step. A client with fewer steps than the others
 drops out once its steps are done (clients are ordered by step count, so the active ones are a prefix of
@@ -348,6 +350,9 @@ def _train_group(
     ws = [stack(layer.weight_index) for layer in layers]  # (K, out, in)
     bs = [stack(layer.bias_index).unsqueeze(1) for layer in layers]  # (K, 1, out)
     optimizer = _StackedOptimizer([t for pair in zip(ws, bs, strict=True) for t in pair], config)
+    mu = config.proximal_mu
+    # FedProx: the gradient of mu/2 ||w - w_0||^2 is mu (w - w_0), w_0 = each client's start weights
+    anchors = [p.clone() for p in optimizer.state["params"]] if mu > 0 else []
     loss_sums = torch.zeros((plan.num_steps, plan.num_clients), dtype=torch.float32)
     with torch.no_grad():
         for s in range(plan.num_steps):
@@ -376,6 +381,8 @@ def _train_group(
                     for full, part in zip(grads, sub, strict=True):
                         full.index_copy_(0, index, part)
                     loss_sums[s, index] = loss_sum
+            if mu > 0:
+                grads = [g + (p - w0[:a]) * mu for g, p, w0 in zip(grads, params, anchors, strict=True)]
             optimizer.step(a, grads)
     return _unstack(layers, num_tensors, ws, bs, order, plan, loss_sums, sizes_n, width)
 
