@@ -579,7 +579,7 @@ def data_build(
         typer.Option("--out", "-o", help="Target folder (default: the cache, see FEDIOT_CACHE_DIR)."),
     ] = None,
     gateway_version: Annotated[
-        int, typer.Option("--gateway-version", help="1: the two floods (default); 2: floods + 23 lab attacks.")
+        int, typer.Option("--gateway-version", help="1: the 2 floods (default); 2: floods + 23 lab attacks.")
     ] = 1,
 ) -> None:
     """Build a derived dataset: gateway = IoT Sentinel pcaps + replayed attacks, in the N-BaIoT layout."""
