@@ -18,7 +18,7 @@ WEIGHT, MEAN = 0, 1  # MI_dir_L5_weight / _mean: the (source MAC, source IP) str
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("gw") / "gateway"
-    return out, build_gateway_dataset(out, GatewayConfig(seed=0))
+    return out, build_gateway_dataset(out, GatewayConfig(seed=0, version=2))
 
 
 @pytest.mark.slow
@@ -92,11 +92,11 @@ def test_replayed_attacks_look_like_the_device_attacking(built) -> None:
 
 def test_same_seed_is_byte_identical_whatever_the_workers_and_other_seed_differs(tmp_path: Path) -> None:
     # Prepare
-    config = GatewayConfig(seed=0, **SMALL)
+    config = GatewayConfig(seed=0, version=2, **SMALL)
     # Execute
     first = build_gateway_dataset(tmp_path / "a", config, workers=2)
     again = build_gateway_dataset(tmp_path / "b", config, workers=1)
-    other = build_gateway_dataset(tmp_path / "c", GatewayConfig(seed=1, **SMALL), workers=2)
+    other = build_gateway_dataset(tmp_path / "c", GatewayConfig(seed=1, version=2, **SMALL), workers=2)
     # Assert
     assert again["files"] == first["files"]
     for rel in first["files"]:
@@ -121,7 +121,7 @@ def test_v1_stays_buildable_with_its_two_floods(tmp_path: Path) -> None:
 def test_cached_path_is_reused_and_named_by_version(tmp_path: Path) -> None:
     # Prepare
     calls: list[str] = []
-    config = GatewayConfig(seed=0, **SMALL)
+    config = GatewayConfig(seed=0, version=2, **SMALL)
     # Execute
     first = gateway_dataset_path(config, cache_dir=tmp_path, progress=lambda d, i, n: calls.append(d))
     built_calls = len(calls)
