@@ -53,7 +53,7 @@ def test_shipped_files_all_verify() -> None:
     # Execute
     checks = check_shipped_files()
     # Assert
-    assert len(checks) == 22
+    assert len(checks) == 46  # 22 + data/lab (23 captures + MANIFEST.json)
     assert {c.status for c in checks} == {"ok"}
 
 

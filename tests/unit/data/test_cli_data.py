@@ -52,7 +52,7 @@ def test_verify_passes_on_the_shipped_data() -> None:
     result = runner.invoke(app, ["data", "verify"])
     # Assert
     assert result.exit_code == 0, result.output
-    assert "all 22 files ok" in result.output
+    assert "all 46 files ok" in result.output
 
 
 def test_verify_exits_1_on_a_modified_file(tmp_path: Path) -> None:
