@@ -32,7 +32,7 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -52,10 +52,12 @@ __all__ = [
     "ServerConfig",
     "TrainingConfig",
     "check_keys",
+    "check_table_names",
     "fl_config_from_run_config",
     "flatten_config",
     "parse_section",
     "parse_sections",
+    "parse_tables",
     "set_dotted",
     "to_run_config",
 ]
@@ -562,6 +564,22 @@ def parse_section(cls: type[T], mapping: Mapping[str, Any], prefix: str = "") ->
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{prefix or cls.__name__}: {exc}") from None
+
+
+def parse_tables(cls: type[T], cfg: Mapping[str, Any], key: str) -> tuple[T, ...]:
+    """Parse the array of tables ``[[key]]`` of ``cfg`` (missing: empty) with :func:`parse_section`."""
+    raw = cfg.get(key, [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{key} must be an array of tables ([[{key}]])")
+    return tuple(parse_section(cls, item, f"{key}[{i}]") for i, item in enumerate(raw))
+
+
+def check_table_names(names: Sequence[str], key: str, owner: str) -> None:
+    """Refuse an empty ``[[key]]`` array (``owner`` needs one) or two tables with the same name."""
+    if not names:
+        raise ConfigError(f"{owner} needs at least one [[{key}]] table")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key} names must be unique, got {list(names)}")
 
 
 def _to_plain(obj: Any) -> Any:

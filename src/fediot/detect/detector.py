@@ -292,21 +292,10 @@ class AnomalyDetector:
         """Return the per-row reconstruction MSE of the scaled rows; higher = more anomalous.
 
         Scaling, network and error run in the detector's :meth:`scorer` (float32, preallocated buffers);
-        the scaled rows equal ``scaler_.transform(x)`` bit for bit.
-
-        Parameters
-        ----------
-        x : array-like of shape (n_samples, n_features)
-            Raw rows; a DataFrame's columns are checked against ``feature_names_in_``.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,), float64
-
-        Raises
-        ------
-        DataError
-            On mismatching column names, a wrong width, or NaN/inf in ``x``.
+        the scaled rows equal ``scaler_.transform(x)`` bit for bit. ``x`` holds raw rows, shape (n_samples,
+        n_features); a DataFrame's columns must equal ``feature_names_in_``. Otherwise as
+        :meth:`fediot.models.scoring.AutoencoderScorer.score` (float64 scores; DataError on a wrong width
+        or NaN/inf, naming the row and column).
         """
         scorer = self.scorer()
         names = _column_names(x)

@@ -16,8 +16,9 @@ from fediot.config import (
     FederatedConfig,
     FLConfig,
     TrainingConfig,
+    check_table_names,
     flatten_config,
-    parse_section,
+    parse_tables,
 )
 from fediot.data.anomaly import AnomalyDataset
 from fediot.data.scaling import Scaler, SufficientStats, make_scaler, scaler_inputs
@@ -82,11 +83,7 @@ class AnomalyConfig:
     fl: FLConfig = field(default_factory=FLConfig)
 
     def __post_init__(self) -> None:
-        if not self.variants:
-            raise ConfigError("an anomaly experiment needs at least one [[variants]] table")
-        names = [v.name for v in self.variants]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"variant names must be unique, got {names}")
+        check_table_names([v.name for v in self.variants], "variants", "an anomaly experiment")
 
     @property
     def federated(self) -> FederatedConfig:
@@ -128,12 +125,7 @@ class AnomalyConfig:
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any], *, seed: int = 0) -> AnomalyConfig:
         """Build from the nested TOML dict; unknown keys, wrong types and bad values raise ConfigError."""
-        raw = cfg.get("variants", [])
-        if not isinstance(raw, list):
-            raise ConfigError("variants must be an array of tables ([[variants]])")
-        variants = tuple(
-            parse_section(VariantSpec, v, f"variants[{i}]") for i, v in enumerate(raw)
-        )
+        variants = parse_tables(VariantSpec, cfg, "variants")
         fl = FLConfig.from_dict({"seed": seed, **{k: cfg[k] for k in _SECTIONS if k in cfg}})
         return cls(variants=variants, fl=fl)
 
@@ -278,11 +270,15 @@ def _detector(
     )
 
 
-def _run_federated(run: _Run) -> dict[str, Any]:
-    ds, spec, cfg, factory, initial, seed, progress, cache = run
-    fl = replace(cfg.variant_config(spec), seed=seed)
-    tc = cfg.train_config(fl.federated.local_epochs)
-    clients: dict[str, Client] = {
+def autoencoder_clients(
+    ds: AnomalyDataset,
+    factory: Callable[[], Any],
+    tc: TrainConfig,
+    fed: FederatedConfig,
+    seed: int,
+) -> dict[str, Client]:
+    """One :class:`AutoencoderClient` per gateway of ``ds`` (its benign train and opt rows)."""
+    return {
         cid: AutoencoderClient(
             cid,
             factory,
@@ -290,11 +286,18 @@ def _run_federated(run: _Run) -> dict[str, Any]:
             split.x_opt,
             tc,
             seed=seed,
-            retrain_every=fl.federated.retrain_every,
-            retrain_fraction=fl.federated.retrain_fraction,
+            retrain_every=fed.retrain_every,
+            retrain_fraction=fed.retrain_fraction,
         )
         for cid, split in ds.clients.items()
     }
+
+
+def _run_federated(run: _Run) -> dict[str, Any]:
+    ds, spec, cfg, factory, initial, seed, progress, cache = run
+    fl = replace(cfg.variant_config(spec), seed=seed)
+    tc = cfg.train_config(fl.federated.local_epochs)
+    clients = autoencoder_clients(ds, factory, tc, fl.federated, seed)
     # The engine: federated scaler, rounds over a seeded random subset of clients, federated threshold
     # from the clients' error statistics on their opt rows (never the rows or the errors themselves).
     progress.task(f"{spec.name}: {fl.federated.rounds} rounds", fl.federated.rounds)

@@ -21,7 +21,15 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from fediot.config import FederatedConfig, FLConfig, StrategyName, flatten_config, parse_section
+from fediot.config import (
+    FederatedConfig,
+    FLConfig,
+    StrategyName,
+    check_table_names,
+    flatten_config,
+    parse_section,
+    parse_tables,
+)
 from fediot.data.anomaly import AnomalyDataset
 from fediot.errors import ConfigError, FediotError
 from fediot.experiments.anomaly import (
@@ -31,10 +39,11 @@ from fediot.experiments.anomaly import (
     _headline,
     _new_model,
     _window,
+    autoencoder_clients,
 )
 from fediot.experiments.progress import NullProgress, Progress
 from fediot.federated.attacks import ATTACKS, AttackConfig, make_attacker, select_malicious
-from fediot.federated.client import AutoencoderClient, Client
+from fediot.federated.client import Client
 from fediot.federated.engine import run_fl
 from fediot.federated.settings import init_seed
 from fediot.models.train import reconstruction_errors
@@ -107,21 +116,14 @@ class RobustnessConfig:
     fl: FLConfig = field(default_factory=FLConfig)
 
     def __post_init__(self) -> None:
-        if not self.aggregators:
-            raise ConfigError("the robustness experiment needs at least one [[aggregators]] table")
-        names = [a.name for a in self.aggregators]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"aggregator names must be unique, got {names}")
+        check_table_names([a.name for a in self.aggregators], "aggregators", "the robustness experiment")
         for spec in self.aggregators:
             spec.federated(self.fl.federated)
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any], *, seed: int = 0) -> RobustnessConfig:
         """Build from the nested TOML dict; unknown keys, wrong types and bad values raise ConfigError."""
-        raw = cfg.get("aggregators", [])
-        if not isinstance(raw, list):
-            raise ConfigError("aggregators must be an array of tables ([[aggregators]])")
-        aggregators = tuple(parse_section(AggregatorSpec, a, f"aggregators[{i}]") for i, a in enumerate(raw))
+        aggregators = parse_tables(AggregatorSpec, cfg, "aggregators")
         attack = parse_section(AttackConfig, cfg.get("attack", {}), "attack")
         if attack.kind != "none":
             raise ConfigError("attack.kind is set per run by grid.attacks; leave it out of [attack]")
@@ -147,21 +149,7 @@ class RobustnessConfig:
 def _clients(
     ds: AnomalyDataset, cfg: AnomalyConfig, factory: Callable[[], Any], seed: int
 ) -> dict[str, Client]:
-    fed = cfg.federated
-    tc = cfg.train_config(fed.local_epochs)
-    return {
-        cid: AutoencoderClient(
-            cid,
-            factory,
-            split.x_train,
-            split.x_opt,
-            tc,
-            seed=seed,
-            retrain_every=fed.retrain_every,
-            retrain_fraction=fed.retrain_fraction,
-        )
-        for cid, split in ds.clients.items()
-    }
+    return autoencoder_clients(ds, factory, cfg.train_config(cfg.federated.local_epochs), cfg.federated, seed)
 
 
 def _attack_rows(ds: AnomalyDataset, malicious: list[str]) -> dict[str, NDArray[np.float32]]:

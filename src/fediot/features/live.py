@@ -99,7 +99,23 @@ class _Summing:
         self.num_records += records
 
 
-class LiveCapture:
+class _CountedSource:
+    """The counters both packet sources report: records handed on and records skipped, by reason."""
+
+    _counts: _Summing
+
+    @property
+    def num_records(self) -> int:
+        """Records (frames) decoded and handed on."""
+        return self._counts.num_records
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Records (frames) not decoded, by reason."""
+        return dict(self._counts.skipped)
+
+
+class LiveCapture(_CountedSource):
     """Capture Ethernet frames from ``interface`` and yield them as packet batches.
 
     Parameters
@@ -181,16 +197,6 @@ class LiveCapture:
         if save_to is not None:
             self._save = Path(save_to).open("wb")  # noqa: SIM115 - open for the capture's lifetime
             self._save.write(pcap_header())
-
-    @property
-    def num_records(self) -> int:
-        """Frames captured and handed on."""
-        return self._counts.num_records
-
-    @property
-    def skipped(self) -> dict[str, int]:
-        """Frames not decoded, by reason."""
-        return dict(self._counts.skipped)
 
     def _read_stats(self) -> None:
         raw = self._sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8)
@@ -276,7 +282,7 @@ def _timestamp(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int]:
     return now // 1_000_000_000, now % 1_000_000_000
 
 
-class FollowReader:
+class FollowReader(_CountedSource):
     """Read a classic pcap file that another program is still writing (``tcpdump -w FILE -U``).
 
     Complete records are handed on as they appear; a partial record waits for its remaining bytes.
@@ -301,16 +307,6 @@ class FollowReader:
             raise DataError(f"cannot open ({exc.strerror or exc})", path=self.path) from None
 
     kernel_drops = 0
-
-    @property
-    def num_records(self) -> int:
-        """Records read and handed on."""
-        return self._counts.num_records
-
-    @property
-    def skipped(self) -> dict[str, int]:
-        """Records not decoded, by reason."""
-        return dict(self._counts.skipped)
 
     def batches(
         self, stop: Callable[[], bool], *, idle_timeout: float | None = None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
@@ -504,15 +505,27 @@ class CaptureReader:
                 table = self._decode(arr, offsets, caplens, ts, wire, self._linktype)
                 if len(table):
                     yield table
-            more = stream.read(self._batch_bytes)
-            if not more:
-                if stop < len(buf):
-                    self._count("truncated_record")
-                    self._num_records += 1
+            nxt = self._refill(stream, buf, stop)
+            if nxt is None:
                 return
-            base += stop
-            buf = buf[stop:] + more
-            start = 0
+            base, buf, start = base + stop, nxt, 0
+
+    def _refill(
+        self, stream: _ByteStream, buf: bytes, used: int, on_tail: Callable[[], None] | None = None
+    ) -> bytes | None:
+        """Return ``buf``'s unread tail plus the next read, or None at the end of the stream.
+
+        At the end, unread bytes are a truncated final record: counted (``on_tail`` may refuse it first).
+        """
+        more = stream.read(self._batch_bytes)
+        if more:
+            return buf[used:] + more
+        if used < len(buf):
+            if on_tail is not None:
+                on_tail()
+            self._count("truncated_record")
+            self._num_records += 1
+        return None
 
     def _read_pcapng(self, stream: _ByteStream, buf: bytes) -> Iterator[PacketTable]:
         """pcapng: walk the blocks (one struct call per block); decode each batch's packets with numba."""
@@ -537,21 +550,14 @@ class CaptureReader:
                 )  # fmt: skip
                 if len(table):
                     yield table
-            more = stream.read(self._batch_bytes)
-            if not more:
-                if off < size:
-                    if section.num_blocks == 0:
-                        self._fail(
-                            f"truncated pcapng section header: {size - off} bytes, expected at least 28",
-                            base + off,
-                            stream,
-                        )
-                    self._count("truncated_record")
-                    self._num_records += 1
+            if section.num_blocks == 0:  # a final fragment with no section header before it is an error
+                message = f"truncated pcapng section header: {size - off} bytes, expected at least 28"
+                nxt = self._refill(stream, buf, off, partial(self._fail, message, base + off, stream))
+            else:
+                nxt = self._refill(stream, buf, off)
+            if nxt is None:
                 return
-            base += off
-            buf = buf[off:] + more
-            off = 0
+            base, buf, off = base + off, nxt, 0
 
     def _frame_block(self, buf: bytes, off: int, base: int, section: _Section, stream: _ByteStream) -> int:
         """Return the length of the block at ``off`` (at least 12 bytes of it are in ``buf``), checked."""

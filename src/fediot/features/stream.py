@@ -351,19 +351,9 @@ class StreamingExtractor:
 def compute_features_fast(
     packets: PacketTable, config: AfterImageConfig | None = None
 ) -> NDArray[np.float64]:
-    """Compute the AfterImage features of packets as one stream, with the compiled kernel and no cap.
+    """:func:`fediot.features.afterimage_ref.compute_features_ref` with the compiled kernel, no stream cap.
 
-    Parameters
-    ----------
-    packets : PacketTable
-        Packets in processing order (n_packets rows).
-    config : AfterImageConfig, optional
-        Lambdas and purging; the default gives the 115 N-BaIoT columns.
-
-    Returns
-    -------
-    ndarray of shape (n_packets, 23 * n_lambdas), float64
-        One row per packet in ``feature_names(config.lambdas)`` order; equal to ``compute_features_ref`` on
-        the same packets (bit for bit on the shipped captures).
+    Same arguments and ``(n_packets, 23 * n_lambdas)`` float64 result, equal to the oracle's on the same
+    packets (bit for bit on the shipped captures).
     """
     return StreamingExtractor(config, max_streams=None).feed(packets)
