@@ -53,6 +53,14 @@ _Key = tuple[object, ...]
 _LN2 = math.log(2.0)
 
 
+def _decay(values: tuple[list[float], ...], dt: float, rates: tuple[float, ...]) -> None:
+    """Multiply entry ``k`` of every list by ``exp(-rates[k] * dt)`` (damped window statistics)."""
+    for k, rate in enumerate(rates):
+        factor = math.exp(-rate * dt)
+        for v in values:
+            v[k] *= factor
+
+
 class _IncStat:
     """Damped count, linear and squared sums of one stream, for every lambda."""
 
@@ -68,13 +76,8 @@ class _IncStat:
         self.last_var = [0.0] * num_lambdas
 
     def decay(self, t: float, rates: tuple[float, ...]) -> None:
-        dt = t - self.last
-        if dt > 0:
-            for k, rate in enumerate(rates):
-                factor = math.exp(-rate * dt)
-                self.sum[k] *= factor
-                self.ss[k] *= factor
-                self.w[k] *= factor
+        if t > self.last:
+            _decay((self.sum, self.ss, self.w), t - self.last, rates)
             self.last = t
 
     def insert(self, v: float, t: float, rates: tuple[float, ...]) -> None:
@@ -115,12 +118,8 @@ class _Pair:
     def update_cov(self, side: int, v: float, t: float, rates: tuple[float, ...]) -> None:
         own, other = self.streams[side], self.streams[1 - side]
         other.decay(t, rates)
-        dt = t - self.last
-        if dt > 0:
-            for k, rate in enumerate(rates):
-                factor = math.exp(-rate * dt)
-                self.cf3[k] *= factor
-                self.w3[k] *= factor
+        if t > self.last:
+            _decay((self.cf3, self.w3), t - self.last, rates)
             self.last = t
         for k in range(len(rates)):
             res = v - own.mean(k)
