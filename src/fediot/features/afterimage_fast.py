@@ -510,6 +510,8 @@ def process_packets(
     f_cov = np.empty(nl)
     ends = np.empty((4, 4), dtype=np.uint64)
     keys = np.empty((5, 8), dtype=np.uint64)
+    tables = (mi, host, hh, jit, hp)
+    slots = np.empty(5, dtype=np.int64)
     for i in range(begin, ts.shape[0]):
         seq = seq0 + i
         if purge_every > 0 and seq > 0 and seq % purge_every == 0 and seq != purged_at:
@@ -517,22 +519,13 @@ def process_packets(
         hh_side, hp_side = _packet_keys(
             i, src_mac, dst_mac, src_ip, dst_ip, ip_version, protocol, src_port, dst_port, ends, keys
         )
-        # find every stream first: packet i is processed whole or not at all
-        s_mi = _find(mi[0], mi[1], keys[0])
-        if mi[1][s_mi] < 0 and not _has_room(mi):
-            return i, TABLE_MI
-        s_h = _find(host[0], host[1], keys[1])
-        if host[1][s_h] < 0 and not _has_room(host):
-            return i, TABLE_HOST
-        s_hh = _find(hh[0], hh[1], keys[2])
-        if hh[1][s_hh] < 0 and not _has_room(hh):
-            return i, TABLE_HH
-        s_j = _find(jit[0], jit[1], keys[3])
-        if jit[1][s_j] < 0 and not _has_room(jit):
-            return i, TABLE_JIT
-        s_hp = _find(hp[0], hp[1], keys[4])
-        if hp[1][s_hp] < 0 and not _has_room(hp):
-            return i, TABLE_HP
+        # find every stream first (table k = TABLE_* index k): packet i is processed whole or not at all
+        for k in range(5):
+            table = tables[k]
+            slots[k] = _find(table[0], table[1], keys[k])
+            if table[1][slots[k]] < 0 and not _has_room(table):
+                return i, k
+        s_mi, s_h, s_hh, s_j, s_hp = slots[0], slots[1], slots[2], slots[3], slots[4]
 
         t = ts[i]
         v = float(length[i])
