@@ -13,17 +13,7 @@ __all__ = ["MLP", "MLPConfig"]
 
 @dataclass(frozen=True, slots=True)
 class MLPConfig:
-    """Shape of an :class:`MLP`.
-
-    Parameters
-    ----------
-    num_features : int
-        Input width.
-    hidden : tuple of int
-        Hidden layer widths (ReLU after each).
-    num_classes : int
-        Output width (logits).
-    """
+    """Shape of an :class:`MLP`: ``num_features`` inputs, ``hidden`` ReLU widths, ``num_classes`` logits."""
 
     num_features: int
     hidden: tuple[int, ...] = (8, 8)
