@@ -3,12 +3,27 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
+from flwr.common.config import flatten_dict, parse_config_args
 
 from fediot.config import STRATEGIES, FLConfig, fl_config_from_run_config, to_run_config
 from fediot.errors import ConfigError
+from fediot.experiments.anomaly import AnomalyConfig
+from fediot.experiments.config import apply_overrides, load_config
 from fediot.federated.settings import fit_config, strategy_for
+from fediot.federated.statistics import STATISTICS_RULES
 from fediot.federated.strategy import STRATEGY_NAMES, Bulyan, FedAdam, MultiKrum, NormBoundedAvg
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _pyproject_run_config() -> dict[str, bool | float | int | str]:
+    """The run config ``flwr run .`` starts from: [tool.flwr.app.config], flattened by Flower."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        return flatten_dict(tomllib.load(f)["tool"]["flwr"]["app"]["config"])
 
 
 def test_the_schema_and_the_strategy_factory_know_the_same_names() -> None:
@@ -24,6 +39,55 @@ def test_every_strategy_is_built_from_the_flower_run_config(name: str) -> None:
     strategy = strategy_for(fl_config_from_run_config(run_config))
     # Assert
     assert strategy.name == name
+
+
+@pytest.mark.parametrize("rule", STATISTICS_RULES)
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_and_statistics_rule_is_selected_by_an_operators_run_config(
+    name: str, rule: str
+) -> None:
+    # Prepare: `flwr run . --run-config '...'` as typed, parsed by Flower, over the pyproject defaults
+    overrides = parse_config_args([f'federated.strategy="{name}" federated.statistics="{rule}"'])
+    # Execute: what the ServerApp does with the run config (fediot.flower.server_app, run_fl)
+    cfg = fl_config_from_run_config({**_pyproject_run_config(), **overrides})
+    # Assert
+    assert strategy_for(cfg).name == name
+    assert cfg.federated.statistics == rule
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_is_selected_in_the_main_job_by_set(name: str) -> None:
+    # Prepare: `fediot run --set federated.strategy=NAME` on the main job's configuration
+    raw = apply_overrides(load_config("fl-vs-centralized"), [f"federated.strategy={name}"])
+    main = AnomalyConfig.from_dict(raw)
+    variant = next(v for v in main.variants if v.kind == "federated")
+    # Execute
+    strategy = strategy_for(main.variant_config(variant))
+    # Assert
+    assert strategy.name == name
+
+
+def test_the_readmes_recommended_robust_setting_parses_in_deployment_and_in_experiments() -> None:
+    # Prepare: the setting the README recommends (the robustness experiment's best at 20% hostile)
+    run_config = parse_config_args(
+        ['federated.strategy="multi-krum" federated.num-malicious=4 federated.statistics="trimmed" '
+         "federated.statistics-trim=0.32"]
+    )  # fmt: skip
+    sets = [
+        "federated.strategy=multi-krum", "federated.num_malicious=4",
+        "federated.statistics=trimmed", "federated.statistics_trim=0.32",
+    ]  # fmt: skip
+    main = AnomalyConfig.from_dict(apply_overrides(load_config("fl-vs-centralized"), sets))
+    variant = next(v for v in main.variants if v.kind == "federated")
+    # Execute
+    deployed = fl_config_from_run_config({**_pyproject_run_config(), **run_config})
+    experiment = main.variant_config(variant)
+    # Assert: the same federated section both ways, and the engine's strategy is Multi-Krum with f = 4
+    assert deployed.federated == experiment.federated
+    strategy = strategy_for(deployed)
+    assert isinstance(strategy, MultiKrum)
+    assert (strategy.num_malicious, strategy.num_to_select) == (4, 0)
+    assert (deployed.federated.statistics, deployed.federated.statistics_trim) == ("trimmed", 0.32)
 
 
 def test_strategy_parameters_come_from_kebab_case_run_config_keys() -> None:
