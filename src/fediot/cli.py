@@ -407,9 +407,20 @@ def server(
     certs_dir: Annotated[
         Path | None, typer.Option("--certs", help="Folder written by `fediot certs` (omit with --insecure).")
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address the SuperLink listens on.")] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", help="SuperLink port (Fleet, Control and Runtime APIs).")
+    host: Annotated[
+        str, typer.Option("--host", help="Address gateways reach (Fleet API, through the fleet gate).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Fleet API port (gateways).")] = 9092,
+    control_host: Annotated[
+        str,
+        typer.Option(
+            "--control-host",
+            help="Address of the SuperLink itself: Control API (flwr CLI) and Runtime API. Keep it on "
+            "loopback: whoever reaches it with ca.crt can register node keys.",
+        ),
+    ] = "127.0.0.1",
+    control_port: Annotated[
+        int, typer.Option("--control-port", help="SuperLink port (Control and Runtime APIs; flwr CLI).")
     ] = 9093,
     database: Annotated[
         Path | None, typer.Option("--database", help="SuperLink state file (default: in memory).")
@@ -418,24 +429,82 @@ def server(
         bool, typer.Option("--insecure", help="No TLS, no node authentication (tests).")
     ] = False,
 ) -> None:
-    """Start a Flower SuperLink with TLS and SuperNode authentication (runs until Ctrl-C)."""
+    """Start a Flower SuperLink (TLS, SuperNode authentication) and its fleet gate (runs until Ctrl-C).
+
+    The SuperLink listens on --control-host:--control-port (loopback by default); gateways reach only
+    the Fleet API, through the gate on --host:--port.
+    """
     deploy = _deploy()
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"--port must be 1-65535, got {port}")
+    for option, value in (("--port", port), ("--control-port", control_port)):
+        if not 1 <= value <= 65535:
+            raise ConfigError(f"{option} must be 1-65535, got {value}")
     if database is not None and not database.parent.is_dir():
         raise ConfigError(f"--database {database}: folder {database.parent} does not exist")
     if database is not None and database.is_dir():
         raise ConfigError(f"--database {database}: is a folder (expected a state file path)")
     paths = None if insecure else _cert_paths(deploy, certs_dir)
+    import contextlib
+    import ipaddress
     import socket
 
-    try:  # a taken port is refused before the SuperLink starts (it would fail after seconds)
-        with socket.create_server((host, port)):
-            pass
-    except OSError as exc:
-        raise FediotError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    cmd = deploy.superlink_command(paths, host=host, port=port, database=database, node_auth=not insecure)
-    _run_flower(deploy, cmd, f"SuperLink on {host}:{port}")
+    upstream = "127.0.0.1" if control_host in ("0.0.0.0", "::", "") else control_host
+    with contextlib.suppress(ValueError):
+        if not ipaddress.ip_address(control_host).is_loopback:
+            err_console.print(
+                f"warning: --control-host {control_host} is not loopback: anyone who reaches "
+                f"{control_host}:{control_port} with ca.crt can register node keys and start runs",
+                highlight=False,
+                markup=False,
+            )
+    if paths is not None:
+        _check_server_names(paths.server_cert, [host, upstream])
+    with contextlib.ExitStack() as stack:  # taken ports are refused before anything starts
+        for h, p in ((host, port), (control_host, control_port)):
+            try:
+                stack.enter_context(socket.create_server((h, p)))
+            except OSError as exc:
+                raise FediotError(f"cannot listen on {h}:{p}: {exc.strerror or exc}") from exc
+    cmd = deploy.superlink_command(
+        paths, host=control_host, port=control_port, database=database, node_auth=not insecure
+    )
+    from fediot.flower.gate import gate_command
+
+    up = f"[{upstream}]" if ":" in upstream else upstream
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    gate = gate_command(listen, f"{up}:{control_port}", certs_dir=None if insecure else certs_dir)
+    for c in (cmd, gate):
+        err_console.print(" ".join(c), highlight=False, markup=False)
+    which, status = deploy.run_foreground_all([cmd, gate])
+    name = ("flower-superlink", "the fleet gate")[which]
+    what = f"SuperLink on {control_host}:{control_port}, Fleet API on {host}:{port}"
+    how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+    raise FediotError(f"{name} {how} ({what}); its log is above")
+
+
+def _check_server_names(cert: Path, hosts: list[str]) -> None:
+    """Refuse a server certificate whose subject alternative names do not cover ``hosts``."""
+    import contextlib
+    import ipaddress
+
+    from cryptography import x509
+
+    try:
+        parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+        sans = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound) as exc:
+        raise FediotError(f"{cert}: not a PEM server certificate with subject alternative names") from exc
+    names = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    names |= set(sans.get_values_for_type(x509.DNSName))
+    for h in hosts:
+        if h in ("0.0.0.0", "::"):
+            continue
+        with contextlib.suppress(ValueError):
+            h = str(ipaddress.ip_address(h))
+        if h not in names:
+            raise FediotError(
+                f"{cert} is not valid for {h} (names: {', '.join(sorted(names))}); recreate it with "
+                f"`fediot certs --host {h} ...`"
+            )
 
 
 def _run_flower(deploy: Any, cmd: list[str], what: str) -> None:
@@ -451,8 +520,8 @@ def _run_flower(deploy: Any, cmd: list[str], what: str) -> None:
 @app.command()
 def client(
     superlink: Annotated[
-        str, typer.Option("--superlink", help="SuperLink address host:port.")
-    ] = "127.0.0.1:9093",
+        str, typer.Option("--superlink", help="The server's Fleet API address host:port.")
+    ] = "127.0.0.1:9092",
     data: Annotated[
         Path | None, typer.Option("--data", help="This gateway's benign rows (.npy or .csv).")
     ] = None,

@@ -26,6 +26,7 @@ from cryptography import x509
 
 from fediot.config import FLConfig, fl_config_from_run_config, to_run_config
 from fediot.flower import deploy
+from fediot.flower.gate import gate_command
 
 pytestmark = pytest.mark.flower
 
@@ -175,7 +176,8 @@ class Federation:
     root: Path
     certs: Any
     env: dict[str, str]
-    port: int
+    port: int  # the fleet gate (gateways)
+    control_port: int  # the SuperLink itself, on loopback (flwr CLI)
     app: Path
     data: dict[str, Path]
     scoring_rows: dict[str, np.ndarray]
@@ -248,16 +250,25 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     flwr_home = root / "flwr-home"
     # SuperExecs poll for tasks every 0.2 s instead of 1 s (inherited by the SuperLink's and SuperNodes')
     env = deploy.flower_env({"FLWR_HOME": str(flwr_home), "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"})
-    port = _free_port()
-    deploy.write_connection(flwr_home, CONNECTION, address=f"127.0.0.1:{port}", root_cert=certs.ca_cert)
-    fed = Federation(root, certs, env, port, root / "app", data, scoring_rows)
+    port, control_port = _free_port(), _free_port()
+    deploy.write_connection(
+        flwr_home, CONNECTION, address=f"127.0.0.1:{control_port}", root_cert=certs.ca_cert
+    )
+    fed = Federation(root, certs, env, port, control_port, root / "app", data, scoring_rows)
     deploy.write_app(fed.app, APP_CONFIG)
-    try:
+    try:  # as `fediot server` runs them: the SuperLink, and the fleet gate the SuperNodes connect to
         superlink = fed.start(
             "superlink",
-            deploy.superlink_command(certs, host="127.0.0.1", port=port, database=root / "state.db"),
+            deploy.superlink_command(
+                certs, host="127.0.0.1", port=control_port, database=root / "state.db"
+            ),
         )
-        deploy.wait_for_tls("127.0.0.1", port, certs.ca_cert, timeout=60, proc=superlink)
+        gate_cmd = gate_command(
+            f"127.0.0.1:{port}", f"127.0.0.1:{control_port}", certs_dir=certs.ca_cert.parent
+        )
+        gate = fed.start("gate", gate_cmd)
+        deploy.wait_for_tls("127.0.0.1", control_port, certs.ca_cert, timeout=60, proc=superlink)
+        deploy.wait_for_tls("127.0.0.1", port, certs.ca_cert, timeout=60, proc=gate)
         for i, public_key in enumerate(certs.node_public_keys[: len(CLIENT_IDS)]):
             code, out = fed.flwr(
                 deploy.register_command(public_key, CONNECTION), name=f"register-{i}", timeout=60
@@ -500,7 +511,7 @@ def test_sigkill_of_fediot_server_leaves_no_flower_process(federation: Federatio
     # Prepare: `fediot server` on its own port, serving TLS with the federation's certificates
     port = _free_port()
     cmd = [str(FEDIOT), "server", "--certs", str(federation.certs.ca_cert.parent), "--port", str(port)]
-    cmd += ["--database", str(tmp_path / "state.db")]
+    cmd += ["--control-port", str(_free_port()), "--database", str(tmp_path / "state.db")]
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=federation.env)
@@ -508,7 +519,7 @@ def test_sigkill_of_fediot_server_leaves_no_flower_process(federation: Federatio
     try:
         deploy.wait_for_tls("127.0.0.1", port, federation.certs.ca_cert, timeout=60, proc=proc)
         children = deploy._descendants(proc.pid)
-        names = {Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[1:2][0].decode() for p in children}
+        names = {Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode() for p in children}
         # Execute
         proc.kill()
         proc.wait(timeout=10)
@@ -517,8 +528,9 @@ def test_sigkill_of_fediot_server_leaves_no_flower_process(federation: Federatio
         for pid in children:  # whatever survived is stopped by PID, pass or fail
             if deploy._alive(pid):
                 os.kill(pid, signal.SIGKILL)
-    # Assert: the SuperLink (and what it started) died with its parent
+    # Assert: the SuperLink (and what it started) and the fleet gate died with their parent
     assert any("flower-superlink" in n for n in names), (names, log_path.read_text()[-3000:])
+    assert any("fediot.flower.gate" in n for n in names), names
     assert left == [], (left, log_path.read_text(errors="replace")[-3000:])
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "register_command",
     "run_command",
     "run_foreground",
+    "run_foreground_all",
     "start_process",
     "stop_process",
     "superexec_command",
@@ -203,7 +204,9 @@ def generate_certs(
     )
 
     sans: list[x509.GeneralName] = []
-    for host in hosts:
+    # loopback always: `fediot server` binds the SuperLink's Control API to 127.0.0.1, and the fleet gate
+    # and the operator's `flwr` CLI verify it there
+    for host in dict.fromkeys([*hosts, "127.0.0.1", "localhost"]):
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
@@ -296,7 +299,9 @@ def superlink_command(
 ) -> list[str]:
     """Return the ``flower-superlink`` command line (TLS unless ``certs`` is None, then ``--insecure``).
 
-    Flower 1.41 serves the Fleet, Control and Runtime APIs over HTTP(S) on ``host:port``.
+    Flower 1.41 serves the Fleet, Control and Runtime APIs over HTTP(S) on ``host:port``: keep ``host``
+    on loopback and let gateways in through the fleet gate (:mod:`fediot.flower.gate`), as ``fediot
+    server`` does.
     """
     cmd = [_executable("flower-superlink"), "--host", host, "--port", str(port)]
     cmd += ["--disable-runtime-dependency-installation"]
@@ -707,5 +712,45 @@ def run_foreground(cmd: Sequence[str]) -> int:
         return proc.wait()
     finally:
         stop_process(proc)
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def run_foreground_all(cmds: Sequence[Sequence[str]]) -> tuple[int, int]:
+    """Run ``cmds`` side by side in the foreground until one exits; stop all; return (index, exit code).
+
+    Each runs as :func:`run_foreground`'s child does (own process group, parent-death signal,
+    :func:`flower_env`). When any of them exits, or on Ctrl-C / SIGTERM, the others are stopped with
+    their descendants before this returns.
+    """
+    import signal
+    import threading
+    import time
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for cmd in cmds:
+            procs.append(
+                subprocess.Popen(
+                    list(cmd),
+                    env=flower_env(),
+                    start_new_session=True,
+                    preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                )
+            )
+        while True:
+            for i, proc in enumerate(procs):
+                code = proc.poll()
+                if code is not None:
+                    return i, code
+            time.sleep(0.2)
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
         if main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
