@@ -41,6 +41,8 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         from fediot.report.robustness import robustness_summary_rows
 
         return robustness_summary_rows(results)
+    if results["experiment"] == "privacy" and isinstance(runs.get("cells"), dict):  # one row per grid cell
+        runs, std = runs["cells"], (std.get("cells") or {}) if isinstance(std, dict) else {}
     headers = ["variant", "macro TPR", "macro FPR", "macro F1", "macro bal. acc.", "window TPR", "window FPR"]
     rows = []
     for variant in runs:
