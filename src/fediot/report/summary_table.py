@@ -31,11 +31,11 @@ def _table(
     first: str,
     names: Iterable[str],
     columns: dict[str, tuple[str, ...]],
-    results: dict[str, Any],
+    runs: dict[str, Any],
+    std: dict[str, Any],
     digits: int,
 ) -> tuple[list[str], list[list[str]]]:
     """One row per name: ``mean ± std`` of each column's result path."""
-    runs, std = results["runs"], results.get("runs_std") or {}
     rows = [
         [name, *(fmt_pm(get_path(runs, name, *k), get_path(std, name, *k), digits) for k in columns.values())]
         for name in names
@@ -45,11 +45,13 @@ def _table(
 
 def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Return ``(headers, rows)`` summarising ``results`` for the console."""
-    runs = results["runs"]
+    runs, std = results["runs"], results.get("runs_std") or {}
     if results["experiment"] == "kdd-gateways":
-        return _table("model", ("edge1", "edge2", "full", "fl"), _KDD_COLUMNS, results, 3)
+        return _table("model", ("edge1", "edge2", "full", "fl"), _KDD_COLUMNS, runs, std, 3)
     if runs and all(isinstance(e, dict) and "clean" in e for e in runs.values()):  # robustness
         from fediot.report.robustness import robustness_summary_rows
 
         return robustness_summary_rows(results)
-    return _table("variant", runs, _ANOMALY_COLUMNS, results, 4)
+    if results["experiment"] == "privacy" and isinstance(runs.get("cells"), dict):  # one row per grid cell
+        runs, std = runs["cells"], (std.get("cells") or {}) if isinstance(std, dict) else {}
+    return _table("variant", runs, _ANOMALY_COLUMNS, runs, std, 4)
