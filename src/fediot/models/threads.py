@@ -5,8 +5,8 @@ the machine, while torch's default (one OpenMP thread per core) spin-waits on ev
 becomes many times slower as soon as another process holds a core (measured: ``benchmarks/bench_threads.py``,
 BENCHMARKS.md). So importing :mod:`fediot.models` sets torch to :data:`DEFAULT_THREADS` threads, unless the
 environment variable ``FEDIOT_THREADS`` says otherwise (``0``: leave torch's own default); the CLI's global
-``--threads`` option and :func:`set_threads` override it. The thread count never changes training results
-(checked bit for bit by the benchmark and a test).
+``--threads`` option and :func:`set_threads` override it. The thread count changes training results at most
+in the last float32 bits (bit-identical on some CPUs, 1.5e-8 on an AMD EPYC host; benchmark and test).
 """
 
 from __future__ import annotations

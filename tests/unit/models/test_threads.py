@@ -51,7 +51,7 @@ def test_cli_threads_option(restore_threads: None) -> None:
     assert CliRunner().invoke(app, ["--threads", "0", "data", "list"]).exit_code != 0
 
 
-def test_training_is_bit_identical_at_1_and_2_threads(restore_threads: None) -> None:
+def test_training_at_1_and_2_threads_agrees_to_float32_rounding(restore_threads: None) -> None:
     # Prepare: real benign N-BaIoT rows, min-max scaled
     x = pd.read_csv(SAMPLES / "benign_traffic.csv.gz").to_numpy(np.float64)
     span = np.where(x.max(0) > x.min(0), x.max(0) - x.min(0), 1.0)
@@ -63,5 +63,8 @@ def test_training_is_bit_identical_at_1_and_2_threads(restore_threads: None) -> 
         module = init_module(Autoencoder(AutoencoderConfig(xs.shape[1])), 0)
         train_autoencoder(module, xs, TrainConfig(epochs=1, batch_size=32, lr=1e-3, optimizer="adam"), seed=0)
         trained.append([p.detach().clone() for p in module.parameters()])
-    # Assert
-    assert all(torch.equal(a, b) for a, b in zip(*trained, strict=True))
+    # Assert: equal up to float32 summation order. Bit-identical on some CPUs (the CI machine's), not on all:
+    # an AMD EPYC host's 2-thread kernels split sums differently (last-bit differences, README).
+    for a, b in zip(*trained, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert max(float((a - b).abs().max()) for a, b in zip(*trained, strict=True)) < 1e-5
