@@ -54,14 +54,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 class NBaIoTDevice:
     """All rows of one device.
 
-    Attributes
-    ----------
-    name : str
-        Device name (e.g. ``"Danmini_Doorbell"``).
-    benign : ndarray of shape (n_benign, 115), float32
-        Benign rows in file (time) order.
-    attacks : dict of str to ndarray of shape (n_attack, 115), float32
-        Rows of each attack, keyed ``"<family>.<attack>"`` (e.g. ``"mirai.udp"``), keys sorted.
+    Its ``name`` (e.g. ``"Danmini_Doorbell"``), its ``benign`` rows in file (time) order, float32 of shape
+    (n_benign, 115), and ``attacks``, the rows of each attack, float32 of shape (n_attack, 115), keyed
+    ``"<family>.<attack>"`` (e.g. ``"mirai.udp"``), keys sorted.
     """
 
     name: str

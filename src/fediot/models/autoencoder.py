@@ -13,18 +13,11 @@ __all__ = ["Autoencoder", "AutoencoderConfig"]
 
 @dataclass(frozen=True, slots=True)
 class AutoencoderConfig:
-    """Shape of an :class:`Autoencoder`.
+    """Shape of an :class:`Autoencoder`: ``num_features`` inputs and outputs, encoder widths ``ratios``.
 
-    Parameters
-    ----------
-    num_features : int
-        Input (and output) width.
-    ratios : tuple of float
-        Encoder widths as fractions of ``num_features`` (rounded half up); the decoder mirrors them.
-        N-BaIoT: (0.75, 0.5, 0.33, 0.25), i.e. 115-86-58-38-29-38-58-86-115.
+    The ratios are fractions of ``num_features`` (rounded half up); the decoder mirrors them. N-BaIoT:
+    (0.75, 0.5, 0.33, 0.25), i.e. 115-86-58-38-29-38-58-86-115:
 
-    Examples
-    --------
     >>> AutoencoderConfig(num_features=115).widths
     (115, 86, 58, 38, 29)
     """
