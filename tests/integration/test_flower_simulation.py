@@ -21,11 +21,12 @@ from fediot.data.anomaly import TestSet
 from fediot.data.nbaiot import read_nbaiot_csv
 from fediot.detect.detector import AnomalyDetector
 from fediot.detect.evaluate import evaluate_scores
-from fediot.federated.client import AutoencoderClient, Client
+from fediot.federated.client import Client
 from fediot.federated.engine import FederationResult, run_fl
-from fediot.federated.settings import local_train_config
-from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
+from fediot.flower.server_app import initial_weights
+from fediot.models.autoencoder import AutoencoderConfig
 from fediot.sim.runtime import InProcessTransport
+from gateway_clients import sample_gateways
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow]
 
@@ -55,20 +56,7 @@ def _cfg(strategy: str, **server: Any) -> FLConfig:
 
 def _clients(cfg: FLConfig) -> dict[str, Client]:
     """Four gateways on the real N-BaIoT benign sample rows (train / opt halves), raw until scaled."""
-    x = read_nbaiot_csv(SAMPLES / "benign_traffic.csv.gz")[:240]
-    tc = local_train_config(cfg.train, cfg.federated.local_epochs)
-    out: dict[str, Client] = {}
-    for i, idx in enumerate(np.array_split(np.arange(x.shape[0]), NUM_CLIENTS)):
-        half = len(idx) // 2
-        out[f"gw{i}"] = AutoencoderClient(
-            f"gw{i}",
-            lambda: Autoencoder(AutoencoderConfig(115)),
-            x[idx[:half]],
-            x[idx[half:]],
-            tc,
-            seed=cfg.seed,
-        )
-    return out
+    return sample_gateways(cfg, NUM_CLIENTS, rows=240)
 
 
 def _flower(cfg: FLConfig) -> flower.ServerResult:
@@ -117,7 +105,7 @@ def test_flower_simulation_equals_the_in_process_engine(strategy: str, tmp_path:
     cfg = _cfg(strategy, detector_path=str(detector_path), history_path=str(tmp_path / "history.json"))
     # Execute
     transport = InProcessTransport(dict(sorted(_clients(cfg).items())))
-    local = run_fl(transport, cfg, flower.server_app.initial_weights(cfg))
+    local = run_fl(transport, cfg, initial_weights(cfg))
     remote = _flower(cfg).federation
     # Assert: the same run, bit for bit
     assert [r.selected for r in remote.rounds] == [r.selected for r in local.rounds]

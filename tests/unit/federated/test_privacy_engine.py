@@ -13,15 +13,16 @@ from fediot.config import FLConfig
 from fediot.data.nbaiot import read_nbaiot_csv
 from fediot.data.scaling import SufficientStats
 from fediot.errors import ConfigError
-from fediot.federated.client import AutoencoderClient, Client
+from fediot.federated.client import Client
 from fediot.federated.engine import run_fl
 from fediot.federated.privacy import DPFedAvg, PrivacyAccountant, PrivacyBudgetExceeded, private_merge
-from fediot.federated.settings import init_seed, local_train_config
+from fediot.federated.settings import init_seed
 from fediot.federated.strategy import FedAvg
 from fediot.federated.types import ClientUpdate, Weights
 from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
 from fediot.models.weights import get_weights, init_module
 from fediot.sim.runtime import InProcessTransport
+from gateway_clients import sample_gateways
 
 SAMPLES = Path(__file__).resolve().parents[3] / "data" / "nbaiot" / "samples"
 
@@ -32,20 +33,7 @@ def _cfg(**privacy: Any) -> FLConfig:
 
 
 def _clients(cfg: FLConfig, n: int = 4) -> dict[str, Client]:
-    x = read_nbaiot_csv(SAMPLES / "benign_traffic.csv.gz")
-    tc = local_train_config(cfg.train, cfg.federated.local_epochs)
-    out: dict[str, Client] = {}
-    for i, idx in enumerate(np.array_split(np.arange(x.shape[0]), n)):
-        half = len(idx) // 2
-        out[f"gw{i}"] = AutoencoderClient(
-            f"gw{i}",
-            lambda: Autoencoder(AutoencoderConfig(115)),
-            x[idx[:half]],
-            x[idx[half:]],
-            tc,
-            seed=cfg.seed,
-        )
-    return out
+    return sample_gateways(cfg, n)
 
 
 def _run(cfg: FLConfig) -> Any:

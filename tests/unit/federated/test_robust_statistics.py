@@ -26,14 +26,15 @@ from fediot.detect.threshold import (
 )
 from fediot.errors import ConfigError
 from fediot.federated.attacks import StatisticsPoisoningClient
-from fediot.federated.client import AutoencoderClient, Client
+from fediot.federated.client import Client
 from fediot.federated.engine import run_fl
-from fediot.federated.settings import init_seed, local_train_config
+from fediot.federated.settings import init_seed
 from fediot.federated.statistics import decode_summary, honest_threshold_bounds, merge_summaries
 from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
 from fediot.models.train import reconstruction_errors
 from fediot.models.weights import get_weights, init_module
 from fediot.sim.runtime import InProcessTransport
+from gateway_clients import sample_gateways
 
 SAMPLES = Path(__file__).resolve().parents[3] / "data" / "nbaiot" / "samples"
 MEAN_STD = ThresholdRule(kind="mean_std", k=1.0)
@@ -171,21 +172,8 @@ def test_an_unknown_rule_is_refused() -> None:
 
 
 def _clients(cfg: FLConfig, n: int = 6) -> dict[str, Client]:
-    x = read_nbaiot_csv(SAMPLES / "benign_traffic.csv.gz")
-    tc = local_train_config(cfg.train, cfg.federated.local_epochs)
-    out: dict[str, Client] = {}
-    for i in range(n):  # interleaved rows: clients alike (the bound is then tight enough to matter)
-        idx = np.arange(i, x.shape[0], n)
-        half = len(idx) // 2
-        out[f"gw{i}"] = AutoencoderClient(
-            f"gw{i}",
-            lambda: Autoencoder(AutoencoderConfig(115)),
-            x[idx[:half]],
-            x[idx[half:]],
-            tc,
-            seed=cfg.seed,
-        )
-    return out
+    # interleaved rows: clients alike (the bound is then tight enough to matter)
+    return sample_gateways(cfg, n, interleaved=True)
 
 
 def _run(statistics: str, liar: bool) -> tuple[float, dict[str, Any]]:
