@@ -8,11 +8,10 @@ released models must be equal.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import flwr.app as flwr_app
-import flwr.serverapp.grid as flwr_grid
 import flwr.serverapp.strategy as flwr_strategy
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from fediot.federated.privacy import DPFedAvg, PrivacyAccountant, PrivacyBudgetExceeded
 from fediot.federated.strategy import FedAvg
 from fediot.federated.types import ClientUpdate, Weights
+from flower_reference import FixedNodesGrid, task_identity
 
 pytestmark = pytest.mark.flower
 
@@ -29,44 +29,8 @@ NUM_NODES = 5
 
 @pytest.fixture(autouse=True)
 def _task_identity() -> Iterator[None]:
-    """Flower stamps new messages with the process's task identity (set by its runtimes); set one here."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    saved = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    try:
+    with task_identity():
         yield
-    finally:
-        TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
-
-
-class _Nodes(flwr_grid.Grid):  # type: ignore[misc, name-defined]
-    """A Grid that only lists node ids (``configure_train`` samples from it); no message goes through it."""
-
-    def __init__(self, node_ids: list[int]) -> None:
-        self._node_ids = node_ids
-
-    def set_run(self, run: Any) -> None:
-        raise NotImplementedError
-
-    @property
-    def run(self) -> Any:
-        raise NotImplementedError
-
-    def create_message(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self._node_ids)
-
-    def push_messages(self, messages: Any) -> Iterable[str]:
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids: Any) -> Iterable[Any]:
-        raise NotImplementedError
-
-    def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> Iterable[Any]:
-        raise NotImplementedError
 
 
 def _norm(ws: Weights) -> float:
@@ -76,7 +40,7 @@ def _norm(ws: Weights) -> float:
 def _run_both(ours: DPFedAvg, theirs: Any, *, rounds: int, seed: int) -> list[dict[str, Any]]:
     """Feed identical replies (equal weights) to both; per round return both releases and the clip norms."""
     rng = np.random.default_rng(seed)
-    grid = _Nodes(list(range(1, NUM_NODES + 1)))
+    grid = FixedNodesGrid(list(range(1, NUM_NODES + 1)))
     current: Weights = [rng.normal(0.0, 1.0, s).astype(np.float32) for s in SHAPES]
     out = []
     for server_round in range(1, rounds + 1):

@@ -7,11 +7,10 @@ server state carried, to 1e-6; some replies are outliers so the robust rules hav
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import flwr.app as flwr_app
-import flwr.serverapp.grid as flwr_grid
 import flwr.serverapp.strategy as flwr_strategy
 import numpy as np
 import pytest
@@ -33,6 +32,7 @@ from fediot.federated.strategy import (
     Strategy,
 )
 from fediot.federated.types import ClientUpdate, Weights
+from flower_reference import FixedNodesGrid, task_identity
 
 pytestmark = pytest.mark.flower
 
@@ -42,47 +42,8 @@ NUM_NODES = 4
 
 @pytest.fixture(autouse=True)
 def _task_identity() -> Iterator[None]:
-    """Flower stamps new messages with the process's task identity (set by its runtimes); set one here."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    saved = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    try:
+    with task_identity():
         yield
-    finally:
-        TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
-
-
-class _FixedNodesGrid(flwr_grid.Grid):  # type: ignore[misc, name-defined]
-    """A Grid that only knows a fixed set of node ids; the strategies here only ask for those.
-
-    Flower's ``configure_train`` needs a Grid to sample nodes; no message is ever pushed through it.
-    """
-
-    def __init__(self, node_ids: list[int]) -> None:
-        self._node_ids = node_ids
-
-    def set_run(self, run: Any) -> None:
-        raise NotImplementedError
-
-    @property
-    def run(self) -> Any:
-        raise NotImplementedError
-
-    def create_message(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self._node_ids)
-
-    def push_messages(self, messages: Any) -> Iterable[str]:
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids: Any) -> Iterable[Any]:
-        raise NotImplementedError
-
-    def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> Iterable[Any]:
-        raise NotImplementedError
 
 
 def _client_weights(rng: np.random.Generator, start: Weights, scale: float = 0.1) -> Weights:
@@ -106,7 +67,7 @@ def _run_both(
     ``configs`` collects the training config Flower's strategy sent to each node.
     """
     rng = np.random.default_rng(seed)
-    grid = _FixedNodesGrid(list(range(1, num_nodes + 1)))
+    grid = FixedNodesGrid(list(range(1, num_nodes + 1)))
     ours_w: Weights = [rng.normal(0.0, 1.0, s).astype(np.float32) for s in SHAPES]
     theirs_w: Weights = [w.copy() for w in ours_w]
     history = []
