@@ -578,6 +578,32 @@ def client(
     _run_flower(deploy, cmd, f"SuperLink {superlink}")
 
 
+@app.command()
+def submit(
+    app_dir: Annotated[Path, typer.Argument(help="The fediot Flower app folder (holds pyproject.toml).")],
+    connection: Annotated[
+        str, typer.Argument(help="The flwr connection (SuperLink) name, as for `flwr run`.")
+    ] = "fediot",
+    run_config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--run-config",
+            help='Overrides, as for `flwr run`: "key=value key2=value2" (TOML values) or one .toml file.',
+        ),
+    ] = None,
+) -> None:
+    """Start a federation run on the SuperLink and exit with its outcome (0 finished, 1 failed, 2 refused).
+
+    The run config is checked against fediot's schema before anything is uploaded; the run's log is
+    streamed as `flwr run --stream` shows it; the exit status comes from the ServerApp's last line
+    (Flower 1.41 exits `flwr run` with 0 even when the ServerApp failed).
+    """
+    deploy = _deploy()
+    failure = deploy.submit(app_dir, connection, run_config or [])
+    if failure is not None:
+        raise FediotError(f"the run failed: {failure}")
+
+
 def _cert_paths(deploy: Any, folder: Path | None) -> Any:
     if folder is None:
         raise ConfigError("--certs is required (the folder written by `fediot certs`), or pass --insecure")

@@ -307,6 +307,9 @@ class ServerConfig:
         JSON history of the rounds, rewritten atomically after every round (a resumed run appends).
     detector_path : str or None
         The federated detector (weights, scaler, threshold) saved there after the last round.
+    events_path : str or None
+        Events as JSON lines (run start, each round, failed or lost gateways, scaler, threshold, detector,
+        run end or failure), appended and flushed as they happen (see :mod:`fediot.federated.events`).
     num_features : int
         Input width of the autoencoder (N-BaIoT: 115).
     feature_names : str
@@ -321,6 +324,7 @@ class ServerConfig:
     resume: bool = False
     history_path: str | None = None
     detector_path: str | None = None
+    events_path: str | None = None
     num_features: int = 115
     feature_names: str = "nbaiot"
 

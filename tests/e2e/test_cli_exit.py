@@ -22,6 +22,7 @@ import pytest
 from fediot.data.paths import data_root
 
 FEDIOT = Path(sys.executable).with_name("fediot")  # the console script installed with the package
+REPO = Path(__file__).resolve().parents[2]  # the fediot Flower app (its pyproject.toml)
 
 
 def _fediot(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -79,6 +80,15 @@ def _free_port() -> int:
         (["client", "--data", "gw1.npy", "--root-cert", "ca.crt"], "--key is required"),
         (["server", "--insecure", "--port", "70000"], "--port must be 1-65535"),
         (["server", "--insecure", "--database", "no/such/state.db"], "folder no/such does not exist"),
+        (["submit", "no-app"], "no-app: not a Flower app folder (no pyproject.toml)"),
+        (
+            ["submit", str(REPO), "--run-config", 'federated.strategy="fedsgd"'],
+            "federated.strategy: expected one of 'fedavg', 'fedavgm',",
+        ),
+        (
+            ["submit", str(REPO), "--run-config", "server.round-timout=5"],
+            "did you mean 'server.round_timeout'?",
+        ),
     ],
     ids=[
         "set-not-an-int",
@@ -97,6 +107,9 @@ def _free_port() -> int:
         "client-no-key",
         "server-bad-port",
         "server-no-database-folder",
+        "submit-no-app",
+        "submit-bad-strategy",
+        "submit-unknown-key",
     ],
 )
 def test_usage_and_config_errors_exit_2(args: list[str], message: str, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from fediot.config import FLConfig
 from fediot.detect.detector import AnomalyDetector
 from fediot.errors import DataError
 from fediot.federated.client import AutoencoderClient, Client
+from fediot.federated.engine import RoundFailedError
 from fediot.federated.types import Weights
 from fediot.flower.server_app import ServerResult, initial_weights
 from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -111,15 +112,17 @@ class _RecordingGrid(flwr_serverapp.Grid):  # type: ignore[misc]
         return out
 
 
-def _simulate(main: Any) -> None:
+def _simulate(main: Any = None, *, server: Any = None) -> None:
+    """Run ``main`` (a ServerApp main function) or the ServerApp ``server`` over the three sample clients."""
     clients = _clients()
     ids = sorted(clients)
 
     def client_fn(context: Any) -> Client:
         return clients[ids[int(context.node_config["partition-id"])]]
 
-    server = flwr_serverapp.ServerApp()
-    server.main()(main)
+    if server is None:
+        server = flwr_serverapp.ServerApp()
+        server.main()(main)
     random.seed(0)
     simulation.run_simulation(
         server_app=server,
@@ -176,7 +179,7 @@ def test_server_receives_only_weights_statistics_counts_and_scalars(tmp_path: Pa
     assert result.threshold is not None
     assert np.isfinite(result.threshold)
     assert result.threshold > 0
-    assert AnomalyDetector.load(detector).threshold_ == result.threshold
+    assert AnomalyDetector.load(detector).threshold__ == result.threshold
 
 
 def test_two_rounds_then_resume_equals_four_rounds_straight_scaler_and_threshold_included(
@@ -216,6 +219,59 @@ def test_two_rounds_then_resume_equals_four_rounds_straight_scaler_and_threshold
     assert flower.load_checkpoint(ckpt)[0].server_round == 4
     rounds = json.loads(history.read_text())["rounds"]
     assert [r["server_round"] for r in rounds] == [1, 2, 3, 4]  # the resumed run appended
+
+
+def test_events_file_tells_each_round_as_it_happens_as_json_lines(tmp_path: Path) -> None:
+    # Prepare: fediot's own ServerApp (the one `flwr run` starts), with an events file beside the history
+    events, history, detector = tmp_path / "events.jsonl", tmp_path / "history.json", tmp_path / "det.npz"
+    cfg = _cfg(3, events_path=str(events), history_path=str(history), detector_path=str(detector))
+    app = flower.make_server_app(lambda context: cfg, lambda c: _initial())
+    # Execute
+    _simulate(server=app)
+    # Assert: run start, scaler, one line per round matching the history, threshold, detector, run end
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    names = [e["event"] for e in lines]
+    assert names == [
+        "run_start",
+        "scaler",
+        "round",
+        "round",
+        "round",
+        "threshold",
+        "detector_saved",
+        "run_end",
+    ]
+    assert lines[0]["rounds"] == 3
+    assert lines[0]["strategy"] == "fedavgm"
+    assert lines[0]["resume_after"] == 0
+    assert lines[1]["clients"] == NUM_CLIENTS
+    recorded = json.loads(history.read_text())["rounds"]
+    rounds = [e for e in lines if e["event"] == "round"]
+    for event, record in zip(rounds, recorded, strict=True):
+        assert event["server_round"] == record["server_round"]
+        assert event["selected"] == record["selected"]
+        assert event["failed"] == []
+        assert event["train_loss"] == record["train_loss"]
+        assert event["seconds"] == record["seconds"]
+        assert f"round {record['server_round']}/3: " in str(event["message"])
+    assert lines[5]["threshold"] == AnomalyDetector.load(detector).threshold_
+    assert lines[6]["path"] == str(detector)
+    assert [e["time"] for e in lines] == sorted(e["time"] for e in lines)
+
+
+def test_events_file_records_a_failed_run(tmp_path: Path) -> None:
+    # Prepare: waits for one more gateway than there are, for 1 s
+    events = tmp_path / "events.jsonl"
+    cfg = _cfg(2, events_path=str(events), min_available_clients=NUM_CLIENTS + 1, connect_timeout=1.0)
+    # Execute
+    with pytest.raises(RoundFailedError, match="min_available_clients"):
+        _simulate(server=flower.make_server_app(lambda context: cfg, lambda c: _initial()))
+    # Assert: the run's last line says why it failed
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert next(e["event"] for e in lines) == "run_start"
+    assert lines[-1]["event"] == "run_failed"
+    assert lines[-1]["level"] == "error"
+    assert str(NUM_CLIENTS + 1) in str(lines[-1]["error"]), lines[-1]
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:

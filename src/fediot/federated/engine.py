@@ -36,6 +36,7 @@ from fediot.config import FLConfig
 from fediot.data.scaling import Scaler, make_scaler, scaler_from_dict
 from fediot.detect.threshold import ErrorSummary, ThresholdRule, threshold_from_summaries
 from fediot.errors import ConfigError, FediotError
+from fediot.federated.events import event
 from fediot.federated.privacy import PrivateFederation
 from fediot.federated.selection import select_clients
 from fediot.federated.statistics import (
@@ -393,7 +394,13 @@ def run_rounds(
                     raise failure
                 failures += 1
                 reasons.append(f"{cid}: {failure}")
-                log.warning("round %d: client %s failed: %s", server_round, cid, failure)
+                log.warning(
+                    "round %d: client %s failed: %s",
+                    server_round,
+                    cid,
+                    failure,
+                    extra=event("client_failed", server_round=server_round, client=cid, reason=str(failure)),
+                )
                 continue
             why = check_update(reply, weights)
             if why is not None:
@@ -404,7 +411,13 @@ def run_rounds(
                 failures += 1
                 rejected.append(cid)
                 reasons.append(f"{cid}: rejected, {why}")
-                log.warning("round %d: rejected the update of client %s: %s", server_round, cid, why)
+                log.warning(
+                    "round %d: rejected the update of client %s: %s",
+                    server_round,
+                    cid,
+                    why,
+                    extra=event("update_rejected", server_round=server_round, client=cid, reason=why),
+                )
                 continue
             updates.append(reply)
         if len(updates) < plan.min_fit_clients:
@@ -426,8 +439,33 @@ def run_rounds(
             rejected=rejected,
         )
         records.append(record)
+        failed = [
+            cid for cid, reply in zip(selected, replies, strict=True) if not isinstance(reply, ClientUpdate)
+        ]
+        failed += rejected
         log.info(
-            "round %d: %d/%d replies, loss %.6g", server_round, len(updates), len(selected), record.train_loss
+            "round %d/%d: %d/%d replies, loss %.6g, %.2f s (selected %s%s)",
+            server_round,
+            last_round,
+            len(updates),
+            len(selected),
+            record.train_loss,
+            record.seconds,
+            ", ".join(selected),
+            f"; failed {', '.join(failed)}" if failed else "",
+            extra=event(
+                "round",
+                server_round=server_round,
+                rounds=last_round,
+                selected=selected,
+                failed=failed,
+                rejected=rejected,
+                replies=len(updates),
+                train_loss=record.train_loss,
+                seconds=record.seconds,
+                bytes_sent=record.bytes_sent,
+                bytes_received=record.bytes_received,
+            ),
         )
         if on_round is not None:
             on_round(record, weights)
@@ -466,7 +504,13 @@ def collect_summaries(
             if not tolerate_failures:
                 raise RoundFailedError(f"{name}: client {cid!r} failed: {exc}") from None
             reasons.append(f"{cid}: {exc}")
-            log.warning("%s: client %s left out: %s", name, cid, exc)
+            log.warning(
+                "%s: client %s left out: %s",
+                name,
+                cid,
+                exc,
+                extra=event("statistics_left_out", query=name, client=cid, reason=str(exc)),
+            )
     if len(out) < min_replies:
         raise RoundFailedError(
             f"{name}: only {len(out)} of {len(ids)} clients sent valid statistics, "
@@ -535,6 +579,7 @@ def run_federation(
     -------
     FederationResult
     """
+
     # privacy hook: the statistics rounds are merged privately (and charged) when it asks for it
     def merge(name: str, summaries: Mapping[str, ErrorSummary]) -> ErrorSummary:
         if privacy is not None:
@@ -577,7 +622,12 @@ def run_federation(
             if not hasattr(merged, "mean"):
                 raise RoundFailedError("feature_stats: clients sent histograms instead of feature statistics")
             scaler = make_scaler(scaler_kind, merged)  # type: ignore[arg-type]
-            log.info("federated %s scaler from %d clients", scaler_kind, len(stats))
+            log.info(
+                "federated %s scaler from %d clients",
+                scaler_kind,
+                len(stats),
+                extra=event("scaler", scaler=scaler_kind, clients=len(stats)),
+            )
         current = EngineState(
             server_round=0,
             weights=weights,
@@ -644,7 +694,12 @@ def run_federation(
             )
             if on_state is not None:
                 on_state(current)
-            log.info("federated threshold %.6g from %d clients", threshold, len(summaries))
+            log.info(
+                "federated threshold %.6g from %d clients",
+                threshold,
+                len(summaries),
+                extra=event("threshold", threshold=threshold, clients=len(summaries)),
+            )
         local = {cid: _threshold_of(s, threshold_rule) for cid, s in sorted(summaries.items())}
     return FederationResult(
         weights=weights,

@@ -27,6 +27,8 @@ __all__ = [
     "run_foreground_all",
     "start_process",
     "stop_process",
+    "submit",
+    "submit_config",
     "superexec_command",
     "superlink_command",
     "supernode_command",
@@ -491,6 +493,113 @@ def run_command(
     if stream:
         cmd.append("--stream")
     return cmd
+
+
+def submit_config(app: str | Path, run_config: Sequence[str]) -> dict[str, str | int | float | bool]:
+    """Return the run config ``flwr run APP --run-config ...`` would give the ServerApp, checked by fediot.
+
+    ``run_config`` holds ``--run-config`` strings (``"key=value key2=value2"``, TOML values, or one
+    ``.toml`` file) as the Flower CLI reads them. The app's defaults (``[tool.flwr.app.config]`` of
+    ``APP/pyproject.toml``) are overlaid with them and the result read strictly by
+    :func:`fediot.config.fl_config_from_run_config`, so a wrong key or value is refused here, before
+    anything is submitted.
+
+    Raises
+    ------
+    ConfigError
+        If ``app`` is not a Flower app folder, a string cannot be parsed, a key is not one of the app's
+        (Flower would reject it after the upload) or a value is refused by fediot's schema.
+    """
+    import click
+    from flwr.common.config import flatten_dict, get_project_config, parse_config_args
+
+    from fediot.config import fl_config_from_run_config
+    from fediot.errors import ConfigError
+
+    folder = Path(app)
+    if not (folder / "pyproject.toml").is_file():
+        raise ConfigError(f"{folder}: not a Flower app folder (no pyproject.toml)")
+    try:
+        project = get_project_config(folder)
+        defaults = flatten_dict(project["tool"]["flwr"]["app"].get("config", {}))
+        overrides = parse_config_args(list(run_config))
+    except click.ClickException as exc:
+        raise ConfigError(f"--run-config: {exc.format_message()}") from None
+    except (KeyError, ValueError, OSError) as exc:
+        raise ConfigError(f"{folder}/pyproject.toml: not a Flower app config ({exc})") from None
+    fused = {**defaults, **overrides}
+    fl_config_from_run_config(fused)  # unknown keys (with the closest valid one), types, ranges
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:  # a key fediot knows but this app's pyproject.toml lacks: Flower would refuse it
+        raise ConfigError(
+            f"--run-config: key {unknown[0]!r} is not in [tool.flwr.app.config] of {folder}/pyproject.toml"
+        )
+    return fused
+
+
+def submit(app: str | Path, connection: str, run_config: Sequence[str], *, echo: bool = True) -> str | None:
+    """Check the run config, ``flwr run --stream`` the app, and tell whether the ServerApp succeeded.
+
+    Flower 1.41 lists a run whose ServerApp raised as ``finished:completed`` and exits ``flwr run`` with
+    0; fediot's ServerApp ends every run with one line (:data:`fediot.flower.server_app.RUN_FINISHED`
+    or :data:`~fediot.flower.server_app.RUN_FAILED` and the reason), which this reads from the stream.
+    The stream is echoed to stdout as it arrives (``echo``). On Ctrl-C or SIGTERM ``flwr run`` is stopped
+    (the run itself goes on on the SuperLink; ``flwr stop`` ends it).
+
+    Returns
+    -------
+    str or None
+        None when the run finished; else the one-line reason it failed.
+    """
+    import signal
+    import sys
+    import threading
+
+    from fediot.flower.server_app import RUN_FAILED, RUN_FINISHED
+
+    submit_config(app, run_config)  # refused before anything is uploaded
+    cmd = [_executable("flwr"), "run", str(app), connection, "--stream"]
+    for text in run_config:
+        cmd += ["--run-config", text]
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=flower_env(),
+        start_new_session=True,
+        preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+    )
+    outcome: str | None = "the run's log ended without fediot's last line (see `flwr log RUN_ID`)"
+    tail: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace")
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            tail = [*tail[-19:], line.rstrip()]
+            _, marker, rest = line.partition(f"fediot INFO: {RUN_FINISHED}")
+            if marker:
+                outcome = None
+            _, marker, rest = line.partition(f"fediot ERROR: {RUN_FAILED}")
+            if marker:
+                outcome = rest.strip() or "the ServerApp failed"
+        code = proc.wait()
+    finally:
+        stop_process(proc)
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    if code != 0:
+        last = next((t for t in reversed(tail) if t.strip()), "")
+        return f"flwr run exited with status {code}" + (f": {last.strip()}" if last else "")
+    return outcome
 
 
 def wait_for_tls(

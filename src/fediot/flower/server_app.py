@@ -7,14 +7,19 @@ only builds the configuration (:func:`fediot.config.fl_config_from_run_config`),
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fediot.config import FLConfig, fl_config_from_run_config, flatten_config
+from fediot.errors import ConfigError
 from fediot.federated.engine import EngineState, FederationResult, RoundRecord, run_fl
+from fediot.federated.events import JsonLinesHandler, event
 from fediot.federated.types import Weights
 from fediot.flower.checkpoint import check_resumable, load_checkpoint, save_checkpoint, write_history
 from fediot.flower.codec import import_flwr
@@ -26,9 +31,23 @@ if TYPE_CHECKING:
 
     from fediot.data.scaling import Scaler
 
-__all__ = ["ServerResult", "initial_weights", "make_server_app", "run_server", "save_detector"]
+__all__ = [
+    "RUN_FAILED",
+    "RUN_FINISHED",
+    "ServerResult",
+    "initial_weights",
+    "make_server_app",
+    "run_events",
+    "run_server",
+    "save_detector",
+]
 
 log = logging.getLogger(__name__)
+
+RUN_FINISHED = "run finished in"
+"""How the ServerApp's last log line starts when the run succeeded (``fediot submit`` looks for it)."""
+RUN_FAILED = "run failed:"
+"""How the ServerApp's last log line starts when the run failed, followed by the one-line reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +137,22 @@ def run_server(
         state, saved = load_checkpoint(server.checkpoint_path)
         check_resumable(saved, flat, server.checkpoint_path)
         log.info("resuming after round %d from %s", state.server_round, server.checkpoint_path)
+    log.info(
+        "federation: %d rounds of %s, fraction_fit %g, seed %d%s",
+        cfg.federated.rounds,
+        cfg.federated.strategy,
+        cfg.federated.fraction_fit,
+        cfg.seed,
+        f", resumed after round {state.server_round}" if state is not None else "",
+        extra=event(
+            "run_start",
+            rounds=cfg.federated.rounds,
+            strategy=cfg.federated.strategy,
+            fraction_fit=cfg.federated.fraction_fit,
+            seed=cfg.seed,
+            resume_after=0 if state is None else state.server_round,
+        ),
+    )
 
     def on_state(new: EngineState) -> None:
         if server.checkpoint_path:
@@ -141,7 +176,7 @@ def run_server(
             privacy=result.privacy,
         )
         saved_to = str(path)
-        log.info("saved the federated detector to %s", saved_to)
+        log.info("saved the federated detector to %s", saved_to, extra=event("detector_saved", path=saved_to))
     return ServerResult(result, saved_to)
 
 
@@ -184,12 +219,59 @@ def make_server_app(
     @app.main()
     def _main(grid: Grid, context: Context) -> None:
         _log_to_run_stream()
-        cfg = fl_config_from_run_config(context.run_config) if config_fn is None else config_fn(context)
-        result = run_server(grid, cfg, initial_weights_fn(cfg))
+        # the events file opens before the run config is checked, so that a refused config is its last line
+        cfg = None if config_fn is None else config_fn(context)
+        path = context.run_config.get("server.events-path") if cfg is None else cfg.server.events_path
+        with run_events(str(path) if path else None):
+            if cfg is None:
+                cfg = fl_config_from_run_config(context.run_config)
+            result = run_server(grid, cfg, initial_weights_fn(cfg))
         if on_result is not None:
             on_result(result)
 
     return app
+
+
+@contextlib.contextmanager
+def run_events(path: str | None) -> Iterator[None]:
+    """Log the end of the block as the run's last line; with ``path``, also as JSON lines to that file.
+
+    The end is ``run finished in S s`` (event ``run_end``), or ``run failed: REASON`` at ERROR (event
+    ``run_failed``, the exception's one-line reason; the exception is re-raised): ``fediot submit`` reads
+    it to set its exit status. With ``path`` (``server.events_path``) every fediot log record of the block
+    is appended to it as one JSON line. Opening the file is checked before anything runs: a folder or an
+    unwritable path is refused with a :class:`~fediot.errors.ConfigError` naming the key.
+    """
+    handler: JsonLinesHandler | None = None
+    if path:
+        target = Path(path)
+        try:
+            if target.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handler = JsonLinesHandler(target)
+        except OSError as exc:
+            raise ConfigError(f"server.events_path: cannot write {path}: {exc.strerror or exc}") from None
+    logger = logging.getLogger("fediot")
+    if handler is not None:
+        logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    started = time.monotonic()
+    try:
+        yield
+    except BaseException as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        seconds = time.monotonic() - started
+        log.error("%s %s", RUN_FAILED, reason, extra=event("run_failed", error=reason, seconds=seconds))
+        raise
+    else:
+        seconds = time.monotonic() - started
+        log.info("%s %.1f s", RUN_FINISHED, seconds, extra=event("run_end", seconds=seconds))
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            handler.close()
 
 
 def _log_to_run_stream() -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fediot.config import ServerConfig
 from fediot.errors import ConfigError
 from fediot.federated.engine import TRAIN, ClientFailure, Reply, Request, RoundFailedError
+from fediot.federated.events import event
 from fediot.flower.codec import (
     ARRAYS_KEY,
     CONFIG_KEY,
@@ -93,16 +94,31 @@ def discover_clients(
     found = {nid: cid for nid, cid in known.items() if nid in connected}
     for nid in known:
         if nid not in found:
-            log.warning("client %s (node %d) is gone", known[nid], nid)
+            log.warning(
+                "client %s (node %d) is gone",
+                known[nid],
+                nid,
+                extra=event("node_lost", client=known[nid], node_id=nid, reason="no longer connected"),
+            )
     new = [nid for nid in connected if nid not in found]
     if new:
         messages = [_message(RecordDict(), nid, f"query.{IDENTIFY}", 0) for nid in new]
         replies = send_and_receive(grid, messages, timeout=timeout, poll_interval=poll_interval)
         for nid, reply in zip(new, replies, strict=True):
             if reply is None:
-                log.warning("node %d did not identify within %.0f s", nid, timeout)
+                log.warning(
+                    "node %d did not identify within %.0f s",
+                    nid,
+                    timeout,
+                    extra=event("node_unidentified", node_id=nid, reason=f"no reply within {timeout:.0f} s"),
+                )
             elif reply.has_error():
-                log.warning("node %d failed to identify: %s", nid, reply.error.reason)
+                log.warning(
+                    "node %d failed to identify: %s",
+                    nid,
+                    reply.error.reason,
+                    extra=event("node_unidentified", node_id=nid, reason=str(reply.error.reason)),
+                )
             else:
                 found[nid] = str(reply.content.config_records[CONFIG_KEY][CLIENT_ID_KEY])
     ids = list(found.values())
