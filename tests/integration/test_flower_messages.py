@@ -23,6 +23,7 @@ from fediot.federated.client import AutoencoderClient, Client
 from fediot.federated.engine import RoundFailedError
 from fediot.federated.types import Weights
 from fediot.flower.server_app import ServerResult, initial_weights
+from fediot.flower.transport import discover_clients
 from fediot.models.autoencoder import Autoencoder, AutoencoderConfig
 from fediot.models.train import TrainConfig
 
@@ -272,6 +273,35 @@ def test_events_file_records_a_failed_run(tmp_path: Path) -> None:
     assert lines[-1]["event"] == "run_failed"
     assert lines[-1]["level"] == "error"
     assert str(NUM_CLIENTS + 1) in str(lines[-1]["error"]), lines[-1]
+
+
+def test_slow_identification_sends_one_identify_per_node_not_one_per_retry() -> None:
+    # Prepare: the server's discovery step, called again and again with a wait (10 ms) far shorter than
+    # the nodes take to answer, as a large federation sees it; count the identify messages per node
+    pushed: dict[int, int] = {}
+    calls: list[dict[int, str]] = []
+
+    class _CountingGrid(_RecordingGrid):
+        def push_messages(self, messages: Any) -> Iterable[str]:
+            messages = list(messages)
+            for m in messages:
+                if m.metadata.message_type == "query.identify":
+                    pushed[m.metadata.dst_node_id] = pushed.get(m.metadata.dst_node_id, 0) + 1
+            return self.inner.push_messages(messages)
+
+    def main(grid: Any, context: Any) -> None:
+        counting, found, outstanding = _CountingGrid(grid), {}, {}
+        while len(found) < NUM_CLIENTS and len(calls) < 3000:
+            found = discover_clients(counting, found, timeout=0.01, poll_interval=0.005, pending=outstanding)
+            calls.append(dict(found))
+
+    # Execute
+    _simulate(main)
+    # Assert: it took several waits (the replies were slow), every node answered, each was asked once
+    assert len(calls) > 1
+    assert sorted(calls[-1].values()) == ["dev0", "dev1", "dev2"]
+    assert len(pushed) == NUM_CLIENTS
+    assert set(pushed.values()) == {1}, pushed
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:

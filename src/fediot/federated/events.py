@@ -23,8 +23,10 @@ Event names and their fields (besides ``time``, ``level``, ``message``):
     ``query``, ``client``, ``reason``.
 ``threshold``
     ``threshold``, ``clients``.
-``node_lost`` / ``node_unidentified``
-    ``client`` (for a lost one), ``node_id``, ``reason``.
+``node_lost``
+    ``client``, ``node_id``, ``reason``.
+``node_unidentified``
+    ``node_id`` and ``reason`` (an error reply), or ``nodes`` (how many have not answered yet) and ``reason``.
 ``detector_saved``
     ``path``.
 ``run_end``

@@ -49,6 +49,23 @@ def _message(content: RecordDict, node_id: int, message_type: str, server_round:
     return Message(content, dst_node_id=node_id, message_type=message_type, group_id=str(server_round))
 
 
+def _pull(
+    grid: Grid, message_ids: Sequence[str], *, timeout: float, poll_interval: float
+) -> dict[str, Message]:
+    """Collect replies to ``message_ids`` until all arrived or ``timeout`` passed; ``{message id: reply}``."""
+    pending = set(message_ids)
+    deadline = time.monotonic() + timeout
+    by_id: dict[str, Message] = {}
+    while pending:
+        for reply in grid.pull_messages(pending):
+            by_id[reply.metadata.reply_to_message_id] = reply
+        pending -= by_id.keys()
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+    return by_id
+
+
 def send_and_receive(
     grid: Grid, messages: Sequence[Message], *, timeout: float, poll_interval: float = 0.2
 ) -> list[Message | None]:
@@ -61,26 +78,24 @@ def send_and_receive(
     sent = [str(i) for i in grid.push_messages(messages)]
     if len(sent) != len(messages):
         raise RuntimeError(f"pushed {len(messages)} messages, the SuperLink accepted {len(sent)}")
-    pending = set(sent)
-    deadline = time.monotonic() + timeout
-    by_id: dict[str, Message] = {}
-    while pending:
-        for reply in grid.pull_messages(pending):
-            by_id[reply.metadata.reply_to_message_id] = reply
-        pending -= by_id.keys()
-        if not pending or time.monotonic() >= deadline:
-            break
-        time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+    by_id = _pull(grid, sent, timeout=timeout, poll_interval=poll_interval)
     return [by_id.get(i) for i in sent]
 
 
 def discover_clients(
-    grid: Grid, known: Mapping[int, str], *, timeout: float, poll_interval: float = 0.2
+    grid: Grid,
+    known: Mapping[int, str],
+    *,
+    timeout: float,
+    poll_interval: float = 0.2,
+    pending: dict[int, str] | None = None,
 ) -> dict[int, str]:
     """Ask every connected node not in ``known`` for its client id; return ``{node_id: client_id}``.
 
-    Nodes no longer connected are dropped; nodes that do not answer within ``timeout`` are skipped (asked
-    again next time).
+    Nodes no longer connected are dropped. A node has at most one ``identify`` request outstanding:
+    ``pending`` (``{node_id: message id}``, updated in place; pass the same dict to every call) keeps the
+    requests not answered within ``timeout``, and a later call waits for those replies instead of sending
+    new requests, so a slow federation (1,000 simulated nodes) is not flooded with repeats.
 
     Raises
     ------
@@ -90,7 +105,8 @@ def discover_clients(
     import_flwr()
     from flwr.app import RecordDict
 
-    connected = list(grid.get_node_ids())
+    pending = {} if pending is None else pending
+    connected = set(grid.get_node_ids())
     found = {nid: cid for nid, cid in known.items() if nid in connected}
     for nid in known:
         if nid not in found:
@@ -100,27 +116,37 @@ def discover_clients(
                 nid,
                 extra=event("node_lost", client=known[nid], node_id=nid, reason="no longer connected"),
             )
-    new = [nid for nid in connected if nid not in found]
+    for nid in [n for n in pending if n not in connected]:
+        del pending[nid]
+    new = sorted(nid for nid in connected if nid not in found and nid not in pending)
     if new:
         messages = [_message(RecordDict(), nid, f"query.{IDENTIFY}", 0) for nid in new]
-        replies = send_and_receive(grid, messages, timeout=timeout, poll_interval=poll_interval)
-        for nid, reply in zip(new, replies, strict=True):
-            if reply is None:
-                log.warning(
-                    "node %d did not identify within %.0f s",
-                    nid,
-                    timeout,
-                    extra=event("node_unidentified", node_id=nid, reason=f"no reply within {timeout:.0f} s"),
-                )
-            elif reply.has_error():
-                log.warning(
-                    "node %d failed to identify: %s",
-                    nid,
-                    reply.error.reason,
-                    extra=event("node_unidentified", node_id=nid, reason=str(reply.error.reason)),
-                )
-            else:
-                found[nid] = str(reply.content.config_records[CONFIG_KEY][CLIENT_ID_KEY])
+        sent = [str(i) for i in grid.push_messages(messages)]
+        if len(sent) != len(messages):
+            raise RuntimeError(f"pushed {len(messages)} messages, the SuperLink accepted {len(sent)}")
+        pending.update(zip(new, sent, strict=True))
+    replies = _pull(grid, list(pending.values()), timeout=timeout, poll_interval=poll_interval)
+    for nid, message_id in sorted(pending.items()):
+        reply = replies.get(message_id)
+        if reply is None:
+            continue  # still outstanding: waited for again on the next call, not asked again
+        del pending[nid]
+        if reply.has_error():
+            log.warning(
+                "node %d failed to identify: %s",
+                nid,
+                reply.error.reason,
+                extra=event("node_unidentified", node_id=nid, reason=str(reply.error.reason)),
+            )
+        else:
+            found[nid] = str(reply.content.config_records[CONFIG_KEY][CLIENT_ID_KEY])
+    if pending:
+        log.warning(
+            "%d node(s) did not identify within %.0f s (still waiting for their replies)",
+            len(pending),
+            timeout,
+            extra=event("node_unidentified", nodes=len(pending), reason=f"no reply within {timeout:.0f} s"),
+        )
     ids = list(found.values())
     if len(set(ids)) != len(ids):
         raise ConfigError(f"two SuperNodes report the same client-id: {sorted(ids)}")
@@ -141,6 +167,7 @@ class GridTransport:
         self.grid = grid
         self.server = server
         self.nodes: dict[int, str] = {}
+        self._identifying: dict[int, str] = {}  # node id -> its outstanding identify request
         self._connected = False
 
     def _discover(self) -> None:
@@ -149,6 +176,7 @@ class GridTransport:
             self.nodes,
             timeout=min(self.server.round_timeout, 60.0),
             poll_interval=self.server.poll_interval,
+            pending=self._identifying,
         )
 
     def available(self) -> list[str]:
