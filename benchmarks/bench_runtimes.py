@@ -15,6 +15,10 @@ rounds, federated threshold) on the same FedAvgM configuration, in one process, 
 
 Run: ``python benchmarks/bench_runtimes.py [--rounds 5] [--threads 1] [--skip-flower]``
 
+At scale, the issue-#13 workload (1,000 simulated nodes, 10% per round, 20 rounds, both sides on one CPU):
+``python benchmarks/bench_runtimes.py --clients 1000 --fraction 0.1 --rows 200 --threads 1 --flower-cpus 1``.
+Peak memory is sampled every 0.2 s over this process and all its descendants (Ray's workers included).
+
 On a shared 2-core machine pass ``--threads 1``: with 2 OpenMP threads, tiny GEMMs spin-wait whenever
 another process holds a core and a round can take 10-100x longer (measured); Flower's Ray actors run one
 thread each.
@@ -25,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -61,13 +64,13 @@ def make_config(args: argparse.Namespace) -> FLConfig:
             "seed": args.seed,
             "federated": {
                 "rounds": args.rounds,
-                "fraction_fit": 1.0,
+                "fraction_fit": args.fraction,
                 "min_fit_clients": 1,
                 "local_epochs": 1,
                 "server_momentum": 0.9,
             },
             "train": {"optimizer": "sgd", "lr": 0.01},
-            "server": {"min_available_clients": args.clients},
+            "server": {"min_available_clients": args.clients, "round_timeout": 1800.0},
         }
     )
 
@@ -126,10 +129,56 @@ def bench_flower(args: argparse.Namespace) -> tuple[float, FederationResult]:
         num_supernodes=args.clients,
         backend_config={
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": os.cpu_count() or 1},
+            "init_args": {"num_cpus": args.flower_cpus or os.cpu_count() or 1},
         },
     )
     return time.perf_counter() - t0, results[0].federation
+
+
+class PeakRSS:
+    """Samples the summed RSS of this process and its descendants (``/proc``) in a thread; keeps the peak."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    @staticmethod
+    def tree_rss() -> int:
+        parents: dict[int, int] = {}
+        rss: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                pid = int(stat.parent.name)
+                parents[pid] = int(fields[1])
+                rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, ValueError, IndexError):
+                continue
+        me, total = os.getpid(), 0
+        for pid, size in rss.items():
+            p = pid
+            while p not in (0, 1, me) and p in parents:
+                p = parents[p]
+            if p == me:
+                total += size
+        return total
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.peak = max(self.peak, self.tree_rss())
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = self.tree_rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.tree_rss())
 
 
 def main() -> None:
@@ -138,6 +187,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fraction", type=float, default=1.0, help="clients trained per round (fraction)")
+    parser.add_argument(
+        "--flower-cpus", type=int, default=0, help="CPUs Ray may use (0: all); 1 = one ClientApp actor"
+    )
     parser.add_argument(
         "--threads", type=int, default=0, help="torch intra-op threads of this process (0: torch's default)"
     )
@@ -150,9 +203,10 @@ def main() -> None:
         f"{args.rows} rows/client (299 real N-BaIoT benign rows tiled + 1% jitter), 1 local epoch, FedAvgM; "
         f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} thread(s) in-process"
     )
-    sim_s, sim = bench_sim(args)
+    with PeakRSS() as mem_sim:
+        sim_s, sim = bench_sim(args)
     bat_s, bat = bench_sim(args, BatchedAutoencoderExecutor())
-    rss_sim = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_sim = mem_sim.peak / 2**20
     per_round_sim = sim_s / args.rounds
     per_round_bat = bat_s / args.rounds
     print(
@@ -163,10 +217,14 @@ def main() -> None:
     print(f"max |w_seq - w_batched| : {max_diff(sim.weights, bat.weights):.3g}")
     if args.skip_flower:
         return
-    fl_s, fl = bench_flower(args)
+    with PeakRSS() as mem_fl:
+        fl_s, fl = bench_flower(args)
     per_round_fl = fl_s / args.rounds
     in_round_fl = float(np.mean([r.seconds for r in fl.rounds]))
-    print(f"flower run_simulation   : {per_round_fl:7.3f} s/round  (total {fl_s:.1f} s incl. Ray start/stop)")
+    print(
+        f"flower run_simulation   : {per_round_fl:7.3f} s/round  (total {fl_s:.1f} s incl. Ray start/stop, "
+        f"peak RSS {mem_fl.peak / 2**20:.0f} M incl. Ray; {args.flower_cpus or os.cpu_count()} CPU(s))"
+    )
     print(f"flower, rounds only     : {in_round_fl:7.3f} s/round  (mean of the ServerApp's round timings)")
     for name, per_round in (("sequential", per_round_sim), ("batched", per_round_bat)):
         ratio, ratio_rounds = per_round_fl / per_round, in_round_fl / per_round
