@@ -253,6 +253,9 @@ def test_local_thresholds_are_the_calibration_of_each_clients_opt_rows(
     for cid, thr in thresholds.items():
         assert thr == pytest.approx(local[cid], rel=1e-12), cid
     _assert_published(fl["local_threshold"], summary)
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for row in ("FL, federated", "FL, federated, window", "FL, local", "FL, local, window"):
+        assert f"| {row} |" in report, row
 
 
 @pytest.mark.slow
