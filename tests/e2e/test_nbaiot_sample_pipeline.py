@@ -15,6 +15,7 @@ So each device trains on ~50 benign rows, fits its threshold on the next ~50 and
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 import re
@@ -25,6 +26,10 @@ import numpy as np
 import pytest
 
 from fediot.data.paths import shipped_file
+from fediot.detect.calibrate import calibrate_scores
+from fediot.detect.detector import AnomalyDetector
+from fediot.detect.evaluate import evaluate_scores, summarize_evaluations
+from fediot.experiments.datasets import DataConfig, load_anomaly_dataset
 from fediot.experiments.runner import run_experiment
 
 ATTACKS = {
@@ -205,3 +210,76 @@ def test_repeats_report_the_sample_std_over_seeds(tmp_path: Path) -> None:
     assert np.ptp(losses[:, -1]) > 0  # the seeds differ, so the std is not trivially 0
     assert "Seeds: 0, 1, 2; numbers are mean ± sample std (ddof=1) over 3 seeds." in report
     assert " ± " in report
+
+
+def _calibrated_evaluation(out: Path, source: Path, window: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """Each client's threshold by :func:`calibrate_scores` on its own opt rows (the saved FL detector's
+    scores), and the test-set summary under those thresholds."""
+    detector = AnomalyDetector.load(out / "detector.npz")
+    ds = load_anomaly_dataset(DataConfig(source=str(source)), seed=0)
+    thresholds: dict[str, float] = {}
+    evals = {}
+    for cid, split in ds.clients.items():
+        det = copy.deepcopy(detector)
+        cal = calibrate_scores(det, cid, lambda x=split.x_opt: [detector.anomaly_score(x)])
+        assert det.device_thresholds_ == {cid: cal.threshold}
+        assert cal.packets == split.x_opt.shape[0]
+        thresholds[cid] = cal.threshold
+        test = split.tests["test"]
+        evals[cid] = evaluate_scores(detector.anomaly_score(test.x), cal.threshold, test, window=window)
+    return thresholds, summarize_evaluations(evals, window=window)
+
+
+def _assert_published(published: dict[str, Any], summary: dict[str, Any]) -> None:
+    for scope in ("macro", "pooled"):
+        for key in ("tpr", "fpr", "balanced_accuracy"):
+            assert published[scope][key] == pytest.approx(summary[scope][key], abs=1e-12), (scope, key)
+            assert published["window"][scope][key] == pytest.approx(
+                summary["window"][scope][key], abs=1e-12
+            ), ("window", scope, key)
+
+
+def test_local_thresholds_are_the_calibration_of_each_clients_opt_rows(
+    sample_run: tuple[Path, dict[str, Any]],
+) -> None:
+    # Prepare: the experiment's per-client local thresholds (detect.local_thresholds = true, mean_std)
+    out, results = sample_run
+    fl = results["runs"]["FL"]
+    local = AnomalyDetector.load(out / "detector.npz").training_["local_thresholds"]
+    # Execute: `fediot calibrate`'s fit (calibrate_scores) on each client's benign opt rows
+    thresholds, summary = _calibrated_evaluation(out, out.parent / "nbaiot", fl["window"]["size"])
+    # Assert: the same thresholds, and the published local-threshold rates are theirs
+    assert set(thresholds) == set(local) == set(DEVICES)
+    for cid, thr in thresholds.items():
+        assert thr == pytest.approx(local[cid], rel=1e-12), cid
+    _assert_published(fl["local_threshold"], summary)
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for row in ("FL, federated", "FL, federated, window", "FL, local", "FL, local, window"):
+        assert f"| {row} |" in report, row
+
+
+@pytest.mark.slow
+def test_local_quantile_thresholds_are_the_calibration_of_each_clients_opt_rows(tmp_path: Path) -> None:
+    # Prepare: FL only, 2 rounds, the quantile rule (federated histograms; calibrate's histogram)
+    source = _build_uci_layout(tmp_path / "nbaiot")
+    out = tmp_path / "out"
+    run_experiment(
+        "fl-vs-centralized",
+        out=out,
+        seed=0,
+        overrides=[
+            f"data.source={str(source)!r}",
+            "federated.rounds=2",
+            "federated.fraction_fit=1.0",
+            'detect.threshold="quantile"',
+            "detect.threshold_q=0.9",
+            'variants=[{name = "FL", strategy = "fedavgm", retrain_every = 0}]',
+        ],
+    )
+    fl = json.loads((out / "results.json").read_text(encoding="utf-8"))["runs"]["FL"]
+    local = AnomalyDetector.load(out / "detector.npz").training_["local_thresholds"]
+    # Execute
+    thresholds, summary = _calibrated_evaluation(out, source, fl["window"]["size"])
+    # Assert: histogram quantiles add exactly, so the thresholds are equal
+    assert thresholds == local
+    _assert_published(fl["local_threshold"], summary)

@@ -84,18 +84,22 @@ def anomaly_markdown(results: dict[str, Any], out: Path | None = None) -> str:
             ),
             "",
         ]
-    if any(get_path(runs, v, "local_threshold") for v in runs):
+    with_local = [v for v in runs if get_path(runs, v, "local_threshold")]
+    if with_local:
+        rows = []
+        for v in with_local:
+            for label, prefix in (("federated", ()), ("local", ("local_threshold",))):
+                rows.append([f"{v}, {label}", *_row(runs, std, v, prefix)[1:]])
+                if get_path(runs, v, *prefix, "window"):
+                    rows.append([f"{v}, {label}, window", *_row(runs, std, v, (*prefix, "window"))[1:]])
         parts += [
             "## Federated threshold vs each client's local threshold (same global model)",
             "",
-            markdown_table(
-                _HEAD,
-                [
-                    _row(runs, std, v, ("local_threshold",))
-                    for v in runs
-                    if get_path(runs, v, "local_threshold")
-                ],
-            ),
+            "Local: the threshold rule on the client's own benign opt rows, as `fediot calibrate` sets a "
+            "device's threshold from its own benign traffic (`calibrate_scores`); window rows: after the "
+            "majority vote.",
+            "",
+            markdown_table(_HEAD, rows),
             "",
         ]
     for test in results["test_sets"][1:]:
