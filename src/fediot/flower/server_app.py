@@ -18,6 +18,7 @@ from fediot.federated.engine import EngineState, FederationResult, RoundRecord, 
 from fediot.federated.types import Weights
 from fediot.flower.checkpoint import check_resumable, load_checkpoint, save_checkpoint, write_history
 from fediot.flower.codec import import_flwr
+from fediot.flower.secagg import require_secure_aggregation
 from fediot.flower.transport import GridTransport
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ def make_server_app(
     def _main(grid: Grid, context: Context) -> None:
         _log_to_run_stream()
         cfg = fl_config_from_run_config(context.run_config) if config_fn is None else config_fn(context)
+        cfg = require_secure_aggregation(cfg)  # `fediot server --secure-aggregation`
         result = run_server(grid, cfg, initial_weights_fn(cfg))
         if on_result is not None:
             on_result(result)
