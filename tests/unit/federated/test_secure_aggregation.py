@@ -173,3 +173,30 @@ def test_a_transport_without_secure_aggregation_is_refused() -> None:
     # Execute / Assert
     with pytest.raises(ConfigError, match=r"server.secure_aggregation needs the Flower transport"):
         run_fl(InProcessTransport(sample_gateways(cfg, 4)), cfg, _initial(cfg))
+
+
+def test_a_gateway_refuses_to_upload_what_secagg_would_clip_or_overflow() -> None:
+    # Prepare: a real gateway (scaled rows), the global model, and the two bounds the server sends
+    from fediot.data.scaling import make_scaler
+    from fediot.federated.privacy import LOCAL_CLIP, LOCAL_NOISE
+    from fediot.flower.secagg import CLIPPING_KEY, MAX_WEIGHT_KEY, secure_fit
+
+    cfg = _secure()
+    gateway = sample_gateways(cfg, 4)["gw0"]
+    stats = gateway.feature_stats("minmax")  # type: ignore[attr-defined]
+    gateway.set_scaler(make_scaler("minmax", stats))  # type: ignore[attr-defined]
+    weights = _initial(cfg)
+    ok = {"server-round": 1, CLIPPING_KEY: 1.0, MAX_WEIGHT_KEY: 1000.0}
+    # Execute / Assert: within bounds, the plain client's update, unchanged
+    update = secure_fit(gateway, weights, ok)
+    assert update.num_examples == gateway.num_train  # type: ignore[attr-defined]
+    plain = gateway.fit(weights, {"server-round": 1})
+    assert all(np.array_equal(a, b) for a, b in zip(update.weights, plain.weights, strict=True))
+    # local DP runs before masking (the weights differ from the plain ones; its noise, z C = 0.05 per
+    # coordinate here, must fit in the clipping range too)
+    noised = secure_fit(gateway, weights, {**ok, LOCAL_CLIP: 0.1, LOCAL_NOISE: 0.5})
+    assert not all(np.array_equal(a, b) for a, b in zip(noised.weights, plain.weights, strict=True))
+    with pytest.raises(ValueError, match=r"outside server.secagg-clipping-range=0.001"):
+        secure_fit(gateway, weights, {**ok, CLIPPING_KEY: 0.001})
+    with pytest.raises(ValueError, match=r"exceed server.secagg-max-weight=10"):
+        secure_fit(gateway, weights, {**ok, MAX_WEIGHT_KEY: 10.0})
