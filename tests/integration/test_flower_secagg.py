@@ -286,7 +286,7 @@ def test_simulated_secagg_fedavgm_run_equals_the_in_process_run() -> None:
     def config(secure: bool) -> FLConfig:
         server = {"min_available_clients": NUM_CLIENTS, "poll_interval": 0.05, "secure_aggregation": secure}
         server.update({"secagg_clipping_range": CLIP, "secagg_max_weight": MAX_WEIGHT})
-        federated = {"rounds": 2, "fraction_fit": 1.0, "min_fit_clients": 2, "local_epochs": 1}
+        federated = {"rounds": 1, "fraction_fit": 1.0, "min_fit_clients": 2, "local_epochs": 1}
         federated.update({"strategy": "fedavgm", "server_momentum": 0.7, "server_learning_rate": 0.8})
         return FLConfig.from_dict({"seed": 4, "federated": federated, "server": server})
 
@@ -309,15 +309,18 @@ def test_simulated_secagg_fedavgm_run_equals_the_in_process_run() -> None:
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": 2}},
     )
     plain = run_fl(InProcessTransport(_clients()), plain_cfg, initial_weights(plain_cfg))
-    # Assert: both rounds securely aggregated; FedAvgM on the SecAgg+ mean is FedAvgM on the replies, within
-    # the quantisation (bound per round 3 * step / sum n_k/W, here ~6e-7, carried through the momentum)
+    # Assert: FedAvgM's step on the SecAgg+ mean is its step on the replies, within the quantisation (bound
+    # 3 * step / sum n_k/W, ~6e-7 here, times the server learning rate). One round: a second one would
+    # retrain from weights 6e-7 apart, which Adam's normalised steps can grow to ~1e-5 (seen), which is
+    # training, not aggregation (the engine's multi-round equality is tests/unit/federated/
+    # test_secure_aggregation.py)
     secure = out["result"].federation
     n = sum(c.num_train for c in clients.values())  # type: ignore[attr-defined]
     bound = 3 * (2 * CLIP / Q) / (n / MAX_WEIGHT)
     assert [r.selected for r in secure.rounds] == [r.selected for r in plain.rounds]
-    assert [r.failures for r in secure.rounds] == [0, 0]
+    assert [r.failures for r in secure.rounds] == [0]
     err = max(float(np.abs(a - b).max()) for a, b in zip(secure.weights, plain.weights, strict=True))
-    assert err < 20 * bound, (err, bound)
+    assert err < bound + 1e-7, (err, bound)
     np.testing.assert_allclose(
         [r.train_loss for r in secure.rounds], [r.train_loss for r in plain.rounds], rtol=1e-4
     )
