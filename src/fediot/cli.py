@@ -428,11 +428,20 @@ def server(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="No TLS, no node authentication (tests).")
     ] = False,
+    secure_aggregation: Annotated[
+        bool,
+        typer.Option(
+            "--secure-aggregation",
+            help="Every run on this SuperLink trains with Flower's SecAgg+ (server.secure-aggregation=true "
+            "forced): the server learns only the weighted mean of the gateways' updates.",
+        ),
+    ] = False,
 ) -> None:
     """Start a Flower SuperLink (TLS, SuperNode authentication) and its fleet gate (runs until Ctrl-C).
 
     The SuperLink listens on --control-host:--control-port (loopback by default); gateways reach only
-    the Fleet API, through the gate on --host:--port.
+    the Fleet API, through the gate on --host:--port. With --secure-aggregation its ServerApps run every
+    training round as a SecAgg+ round (a run whose configuration cannot is refused).
     """
     deploy = _deploy()
     for option, value in (("--port", port), ("--control-port", control_port)):
@@ -474,6 +483,12 @@ def server(
     gate = gate_command(listen, f"{up}:{control_port}", certs_dir=None if insecure else certs_dir)
     for c in (cmd, gate):
         err_console.print(" ".join(c), highlight=False, markup=False)
+    if secure_aggregation:  # inherited by the SuperLink and the ServerApp processes it starts
+        import os
+
+        from fediot.flower.secagg import SECURE_AGGREGATION_ENV
+
+        os.environ[SECURE_AGGREGATION_ENV] = "1"
     which, status = deploy.run_foreground_all([cmd, gate])
     name = ("flower-superlink", "the fleet gate")[which]
     what = f"SuperLink on {control_host}:{control_port}, Fleet API on {host}:{port}"

@@ -42,6 +42,7 @@ __all__ = [
     "OPTIMIZERS",
     "PRIVACY_MECHANISMS",
     "SCALERS",
+    "SECURE_STRATEGIES",
     "STATISTICS_RULES",
     "STRATEGIES",
     "THRESHOLD_RULES",
@@ -314,6 +315,23 @@ class ServerConfig:
         Input width of the autoencoder (N-BaIoT: 115).
     feature_names : str
         ``nbaiot`` (the 115 N-BaIoT columns), a comma-separated list, or empty (none recorded).
+    secure_aggregation : bool
+        Run every training round as one Flower SecAgg+ round (:mod:`fediot.flower.secagg`): the server
+        learns only the example-weighted mean of the contributing gateways' updates (and of their training
+        losses), never one gateway's weights, count or loss. Refused with robust strategies, robust
+        statistics and central DP, which need the individual updates. The statistics rounds (scaler,
+        threshold) are not covered (docs/threat-model.md).
+    secagg_num_shares : int
+        SecAgg+ shares per secret: 0, one per selected gateway; else >= 3 (neighbourhood size).
+    secagg_reconstruction_threshold : int
+        Shares needed to reconstruct a secret (a dropped gateway's mask key, a survivor's mask seed):
+        0, two thirds of the shares (at least 2); else >= 2 and below ``secagg_num_shares`` when that is
+        set. A round survives as long as every gateway keeps this many live neighbours.
+    secagg_clipping_range : float
+        Weights (times ``num_examples / secagg_max_weight``) must lie in ``[-r, r]`` to be quantised; a
+        gateway whose update does not fails its round rather than being clipped.
+    secagg_max_weight : float
+        The largest ``num_examples`` a gateway may report (SecAgg+ quantises ``num_examples / max``).
     """
 
     min_available_clients: int = 2
@@ -327,6 +345,11 @@ class ServerConfig:
     events_path: str | None = None
     num_features: int = 115
     feature_names: str = "nbaiot"
+    secure_aggregation: bool = False
+    secagg_num_shares: int = 0
+    secagg_reconstruction_threshold: int = 0
+    secagg_clipping_range: float = 8.0
+    secagg_max_weight: float = 100000.0
 
     def __post_init__(self) -> None:
         available = self.min_available_clients
@@ -337,6 +360,18 @@ class ServerConfig:
         _range("server.num_features", self.num_features >= 1, ">= 1", self.num_features)
         if self.resume and not self.checkpoint_path:
             raise ConfigError("server.resume needs server.checkpoint_path")
+        shares, threshold = self.secagg_num_shares, self.secagg_reconstruction_threshold
+        _range("server.secagg_num_shares", shares == 0 or shares >= 3, "0 (all) or >= 3", shares)
+        key = "server.secagg_reconstruction_threshold"
+        _range(key, threshold == 0 or threshold >= 2, "0 or >= 2", threshold)
+        if shares and threshold >= shares:
+            raise ConfigError(
+                f"server.secagg_reconstruction_threshold ({threshold}) must be < server.secagg_num_shares "
+                f"({shares})"
+            )
+        for name in ("secagg_clipping_range", "secagg_max_weight"):
+            value = getattr(self, name)
+            _range(f"server.{name}", value > 0 and math.isfinite(value), "> 0 and finite", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +467,8 @@ class FLConfig:
     def __post_init__(self) -> None:
         if self.privacy.statistics and self.privacy.mechanism != "central":
             raise ConfigError("privacy.statistics needs privacy.mechanism='central'")
+        if self.server.secure_aggregation:
+            _check_secure_aggregation(self)
         if self.server.min_available_clients < self.federated.min_fit_clients:
             raise ConfigError(
                 f"server.min_available_clients ({self.server.min_available_clients}) must be >= "
@@ -447,6 +484,30 @@ class FLConfig:
         """Return the nested plain-value form (the inverse of :meth:`from_dict`)."""
         out: dict[str, Any] = _to_plain(self)
         return out
+
+
+SECURE_STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi")
+"""The strategies that need only the weighted mean of the updates (``server.secure_aggregation`` allows)."""
+
+
+def _check_secure_aggregation(cfg: FLConfig) -> None:
+    """Refuse what SecAgg+ cannot serve: rules that need each gateway's own update or summary."""
+    why = "server.secure_aggregation=true gives the server only the sum of the updates"
+    fed = cfg.federated
+    if fed.strategy not in SECURE_STRATEGIES:
+        raise ConfigError(
+            f"{why}: federated.strategy={fed.strategy!r} needs each update; use one of "
+            f"{', '.join(SECURE_STRATEGIES)}"
+        )
+    if fed.statistics != "sum":
+        raise ConfigError(f"{why}: federated.statistics={fed.statistics!r} needs each summary; use 'sum'")
+    if cfg.privacy.mechanism == "central":
+        raise ConfigError(
+            f"{why}: privacy.mechanism='central' clips each update on the server; use 'local' (each "
+            "gateway clips and noises its own update before masking)"
+        )
+    if fed.min_fit_clients < 2:
+        raise ConfigError(f"{why}: SecAgg+ needs federated.min_fit_clients >= 2, got {fed.min_fit_clients}")
 
 
 # --- the strict reader ------------------------------------------------------------------------------

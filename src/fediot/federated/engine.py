@@ -59,6 +59,8 @@ __all__ = [
     "Request",
     "RoundFailedError",
     "RoundRecord",
+    "SecureAggregate",
+    "SecureTransport",
     "Transport",
     "check_update",
     "collect_summaries",
@@ -121,6 +123,36 @@ class Transport(Protocol):
 
     def send(self, client_ids: Sequence[str], request: Request) -> list[Reply]:
         """Send ``request`` to each of ``client_ids``; return each one's reply or failure, in order."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SecureAggregate:
+    """What a secure-aggregation round gives the server: the weighted mean, nothing per client.
+
+    Attributes
+    ----------
+    weights : Weights
+        ``sum_k n_k w_k / sum_k n_k`` over the contributing clients (within the protocol's quantisation).
+    contributors : list of str
+        The selected clients whose update is in the mean.
+    dropped : list of str
+        The selected clients whose update is not (they dropped out or failed).
+    train_loss : float
+        The example-weighted mean of the contributors' training losses (aggregated the same way).
+    """
+
+    weights: Weights
+    contributors: list[str]
+    dropped: list[str]
+    train_loss: float
+
+
+class SecureTransport(Transport, Protocol):
+    """A transport that can run a training request as one secure-aggregation round."""
+
+    def send_secure(self, client_ids: Sequence[str], request: Request) -> SecureAggregate:
+        """Send the training ``request`` to ``client_ids``; return only the mean of their updates."""
         ...
 
 
@@ -253,12 +285,17 @@ class RoundPlan:
         ``server_round -> Config`` sent to every selected client (``server-round`` is added).
     tolerate_failures : bool
         If False, the first failed or rejected reply raises; if True it is counted and left out.
+    secure_aggregation : bool
+        Train through ``transport.send_secure`` (:class:`SecureTransport`): the strategy folds the one
+        weighted mean it returns (a single update; only strategies that start from the FedAvg mean give
+        the same result as on the individual replies, see ``fediot.config.SECURE_STRATEGIES``).
     """
 
     fraction_fit: float = 1.0
     min_fit_clients: int = 1
     fit_config: Callable[[int], Config] | None = None
     tolerate_failures: bool = False
+    secure_aggregation: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,12 +419,16 @@ def run_rounds(
         selected = select_clients(rng, ids, plan.fraction_fit, min(plan.min_fit_clients, len(ids)))
         config: dict[str, Scalar] = dict(plan.fit_config(server_round) if plan.fit_config else {})
         config["server-round"] = server_round
-        replies = transport.send(selected, Request(TRAIN, server_round, weights, config, scaler))
+        request = Request(TRAIN, server_round, weights, config, scaler)
         updates: list[ClientUpdate] = []
         failures = 0
         rejected: list[str] = []
         reasons: list[str] = []
-        for cid, reply in zip(selected, replies, strict=True):
+        if plan.secure_aggregation:
+            summed = _secure_round(transport, selected, request, weights, plan)
+            updates, failures = [summed[0]], len(summed[1])
+        replies = [] if plan.secure_aggregation else transport.send(selected, request)
+        for cid, reply in zip([] if plan.secure_aggregation else selected, replies, strict=True):
             if not isinstance(reply, ClientUpdate):
                 failure = reply if isinstance(reply, Exception) else ClientFailure("replied with statistics")
                 if not plan.tolerate_failures:
@@ -420,9 +461,10 @@ def run_rounds(
                 )
                 continue
             updates.append(reply)
-        if len(updates) < plan.min_fit_clients:
+        accepted = len(selected) - failures if plan.secure_aggregation else len(updates)
+        if accepted < plan.min_fit_clients:
             raise RoundFailedError(
-                f"round {server_round}: only {len(updates)} of {len(selected)} clients replied with an "
+                f"round {server_round}: only {accepted} of {len(selected)} clients replied with an "
                 f"accepted update, fewer than federated.min_fit_clients={plan.min_fit_clients}"
                 + (f" (first failure: {reasons[0]})" if reasons else "")
             )
@@ -433,22 +475,29 @@ def run_rounds(
             selected=selected,
             train_loss=_weighted_loss(updates),
             bytes_sent=sent,
-            bytes_received=sum(weights_nbytes(u.weights) for u in updates),
+            bytes_received=sum(weights_nbytes(u.weights) for u in updates)
+            * (accepted if plan.secure_aggregation else 1),
             seconds=time.perf_counter() - t0,
             failures=failures,
             rejected=rejected,
         )
         records.append(record)
-        failed = [
-            cid for cid, reply in zip(selected, replies, strict=True) if not isinstance(reply, ClientUpdate)
-        ]
-        failed += rejected
+        if plan.secure_aggregation:
+            failed = list(summed[1])
+        else:
+            failed = [
+                cid
+                for cid, reply in zip(selected, replies, strict=True)
+                if not isinstance(reply, ClientUpdate)
+            ]
+            failed += rejected
         log.info(
-            "round %d/%d: %d/%d replies, loss %.6g, %.2f s (selected %s%s)",
+            "round %d/%d: %d/%d replies%s, loss %.6g, %.2f s (selected %s%s)",
             server_round,
             last_round,
-            len(updates),
+            accepted,
             len(selected),
+            " (securely aggregated)" if plan.secure_aggregation else "",
             record.train_loss,
             record.seconds,
             ", ".join(selected),
@@ -460,7 +509,8 @@ def run_rounds(
                 selected=selected,
                 failed=failed,
                 rejected=rejected,
-                replies=len(updates),
+                replies=accepted,
+                secure_aggregation=plan.secure_aggregation,
                 train_loss=record.train_loss,
                 seconds=record.seconds,
                 bytes_sent=record.bytes_sent,
@@ -470,6 +520,41 @@ def run_rounds(
         if on_round is not None:
             on_round(record, weights)
     return weights, records
+
+
+def _secure_round(
+    transport: Transport, selected: list[str], request: Request, weights: Weights, plan: RoundPlan
+) -> tuple[ClientUpdate, list[str]]:
+    """Run ``request`` as one secure-aggregation round; return the mean as one update, and the dropped."""
+    send_secure = getattr(transport, "send_secure", None)
+    if not callable(send_secure):
+        raise ConfigError(
+            f"server.secure_aggregation needs the Flower transport; {type(transport).__name__} has none"
+        )
+    try:
+        summed: SecureAggregate = send_secure(selected, request)
+    except ClientFailure as exc:
+        raise RoundFailedError(f"round {request.server_round}: {exc}") from None
+    if summed.dropped:
+        failure = ClientFailure(f"dropped out of the secure aggregation: {', '.join(summed.dropped)}")
+        if not plan.tolerate_failures:
+            raise failure
+        log.warning(
+            "round %d: %s",
+            request.server_round,
+            failure,
+            extra=event(
+                "client_failed",
+                server_round=request.server_round,
+                clients=summed.dropped,
+                reason=str(failure),
+            ),
+        )
+    update = ClientUpdate(summed.weights, max(1, len(summed.contributors)), {"train_loss": summed.train_loss})
+    why = check_update(update, weights)
+    if why is not None:
+        raise RoundFailedError(f"round {request.server_round}: the securely aggregated mean is bad: {why}")
+    return update, summed.dropped
 
 
 def collect_summaries(
@@ -757,6 +842,7 @@ def run_fl(
         min_fit_clients=fed.min_fit_clients if min_fit_clients is None else min_fit_clients,
         fit_config=train_config,
         tolerate_failures=fed.tolerate_failures,
+        secure_aggregation=cfg.server.secure_aggregation,
     )
     return run_federation(
         transport,

@@ -15,10 +15,10 @@ Event names and their fields (besides ``time``, ``level``, ``message``):
     ``scaler`` (kind), ``clients`` (how many sent statistics).
 ``round``
     ``server_round``, ``rounds``, ``selected`` (client ids), ``failed`` (client ids), ``rejected``,
-    ``replies``, ``train_loss`` (None when no reply reported one), ``seconds``, ``bytes_sent``,
-    ``bytes_received``.
+    ``replies``, ``secure_aggregation``, ``train_loss`` (None when no reply reported one), ``seconds``,
+    ``bytes_sent``, ``bytes_received``.
 ``client_failed`` / ``update_rejected``
-    ``server_round``, ``client``, ``reason``.
+    ``server_round``, ``client``, ``reason`` (a secure-aggregation round: ``clients``, the dropped ones).
 ``statistics_left_out``
     ``query``, ``client``, ``reason``.
 ``threshold``

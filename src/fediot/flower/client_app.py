@@ -125,6 +125,10 @@ def make_client_app(client_fn: ClientFn) -> ClientApp:
 
     @app.train()
     def _train(message: Message, context: Context) -> Message:
+        from fediot.flower.secagg import is_secagg_message, secure_train
+
+        if is_secagg_message(message):  # server.secure-aggregation: one stage of a SecAgg+ round
+            return secure_train(message, context, client_fn)
         return handle_train(message, client_fn(context))
 
     @app.query(IDENTIFY)

@@ -23,6 +23,7 @@ from fediot.federated.events import JsonLinesHandler, event
 from fediot.federated.types import Weights
 from fediot.flower.checkpoint import check_resumable, load_checkpoint, save_checkpoint, write_history
 from fediot.flower.codec import import_flwr
+from fediot.flower.secagg import require_secure_aggregation
 from fediot.flower.transport import GridTransport
 
 if TYPE_CHECKING:
@@ -225,6 +226,7 @@ def make_server_app(
         with run_events(str(path) if path else None):
             if cfg is None:
                 cfg = fl_config_from_run_config(context.run_config)
+            cfg = require_secure_aggregation(cfg)  # `fediot server --secure-aggregation`
             result = run_server(grid, cfg, initial_weights_fn(cfg))
         if on_result is not None:
             on_result(result)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fediot.config import ServerConfig
 from fediot.errors import ConfigError
-from fediot.federated.engine import TRAIN, ClientFailure, Reply, Request, RoundFailedError
+from fediot.federated.engine import TRAIN, ClientFailure, Reply, Request, RoundFailedError, SecureAggregate
 from fediot.federated.events import event
 from fediot.flower.codec import (
     ARRAYS_KEY,
@@ -198,6 +198,14 @@ class GridTransport:
                 time.sleep(min(1.0, self.server.poll_interval * 5))
             self._connected = True
         return sorted(self.nodes.values())
+
+    def send_secure(self, client_ids: Sequence[str], request: Request) -> SecureAggregate:
+        """Run the training ``request`` as one SecAgg+ round (:mod:`fediot.flower.secagg`); the mean."""
+        from fediot.flower.secagg import secure_train_round
+
+        by_client = {cid: nid for nid, cid in self.nodes.items()}
+        nodes = {cid: by_client[cid] for cid in client_ids}
+        return secure_train_round(self.grid, self.server, nodes, request)
 
     def send(self, client_ids: Sequence[str], request: Request) -> list[Reply]:
         """Send ``train`` or ``query.<kind>`` messages (weights, config, scaler) and decode the replies."""
