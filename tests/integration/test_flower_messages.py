@@ -180,7 +180,7 @@ def test_server_receives_only_weights_statistics_counts_and_scalars(tmp_path: Pa
     assert result.threshold is not None
     assert np.isfinite(result.threshold)
     assert result.threshold > 0
-    assert AnomalyDetector.load(detector).threshold__ == result.threshold
+    assert AnomalyDetector.load(detector).threshold_ == result.threshold
 
 
 def test_two_rounds_then_resume_equals_four_rounds_straight_scaler_and_threshold_included(
