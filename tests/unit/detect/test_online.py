@@ -137,6 +137,22 @@ def test_model_of_another_feature_set_or_width_is_refused(detector: AnomalyDetec
         OnlineDetector(narrow)
 
 
+def test_rows_scaled_before_the_detector_are_refused_not_all_flagged(
+    detector: AnomalyDetector, unseen_pcap: Path
+) -> None:
+    # Prepare: raw rows of an unseen device, as `fediot extract` writes them, and the same rows already
+    # passed through the detector's own scaler (the issue-#12 mistake: 100% alerts, no warning)
+    rows, _ = extract_features([unseen_pcap])
+    scaled = detector.scaler_.transform(rows)
+    # Execute / Assert: raw rows score; scaled ones are refused with the column and what was expected
+    assert np.isfinite(detector.anomaly_score(rows)).all()
+    expected = r"looks already scaled: below 15 in every row, while every training row had >= 60"
+    with pytest.raises(DataError, match=expected) as err:
+        detector.anomaly_score(scaled)
+    assert detector.feature_names_in_ is not None
+    assert err.value.column in detector.feature_names_in_
+
+
 def test_mac_and_ip_formatting() -> None:
     assert parse_mac("AA-BB-CC-00-11-22") == "aa:bb:cc:00:11:22"
     assert format_mac(int("aabbcc001122", 16)) == "aa:bb:cc:00:11:22"
