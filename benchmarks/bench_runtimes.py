@@ -70,7 +70,11 @@ def make_config(args: argparse.Namespace) -> FLConfig:
                 "server_momentum": 0.9,
             },
             "train": {"optimizer": "sgd", "lr": 0.01},
-            "server": {"min_available_clients": args.clients, "round_timeout": 1800.0},
+            "server": {
+                "min_available_clients": args.clients,
+                "round_timeout": 1800.0,
+                "connect_timeout": 7200.0,  # 1,000 simulated nodes identify at ~1 per second on one CPU
+            },
         }
     )
 
