@@ -140,12 +140,15 @@ class SecureAggregate:
         The selected clients whose update is not (they dropped out or failed).
     train_loss : float
         The example-weighted mean of the contributors' training losses (aggregated the same way).
+    why_dropped : str
+        What the protocol reported about the dropped clients ("" if nothing).
     """
 
     weights: Weights
     contributors: list[str]
     dropped: list[str]
     train_loss: float
+    why_dropped: str = ""
 
 
 class SecureTransport(Transport, Protocol):
@@ -421,19 +424,19 @@ def run_rounds(
         config["server-round"] = server_round
         request = Request(TRAIN, server_round, weights, config, scaler)
         updates: list[ClientUpdate] = []
-        failures = 0
-        rejected: list[str] = []
+        failed: list[str] = []  # no update (failed, timed out, dropped out of a secure round)
+        rejected: list[str] = []  # an update that check_update refused
         reasons: list[str] = []
         if plan.secure_aggregation:
-            summed = _secure_round(transport, selected, request, weights, plan)
-            updates, failures = [summed[0]], len(summed[1])
+            mean, failed = _secure_round(transport, selected, request, weights, plan)
+            updates = [mean]
         replies = [] if plan.secure_aggregation else transport.send(selected, request)
         for cid, reply in zip([] if plan.secure_aggregation else selected, replies, strict=True):
             if not isinstance(reply, ClientUpdate):
                 failure = reply if isinstance(reply, Exception) else ClientFailure("replied with statistics")
                 if not plan.tolerate_failures:
                     raise failure
-                failures += 1
+                failed.append(cid)
                 reasons.append(f"{cid}: {failure}")
                 log.warning(
                     "round %d: client %s failed: %s",
@@ -449,7 +452,6 @@ def run_rounds(
                     raise RoundFailedError(
                         f"round {server_round}: client {cid!r} sent a rejected update: {why}"
                     )
-                failures += 1
                 rejected.append(cid)
                 reasons.append(f"{cid}: rejected, {why}")
                 log.warning(
@@ -461,7 +463,8 @@ def run_rounds(
                 )
                 continue
             updates.append(reply)
-        accepted = len(selected) - failures if plan.secure_aggregation else len(updates)
+        failures = len(failed) + len(rejected)
+        accepted = len(selected) - failures
         if accepted < plan.min_fit_clients:
             raise RoundFailedError(
                 f"round {server_round}: only {accepted} of {len(selected)} clients replied with an "
@@ -482,15 +485,6 @@ def run_rounds(
             rejected=rejected,
         )
         records.append(record)
-        if plan.secure_aggregation:
-            failed = list(summed[1])
-        else:
-            failed = [
-                cid
-                for cid, reply in zip(selected, replies, strict=True)
-                if not isinstance(reply, ClientUpdate)
-            ]
-            failed += rejected
         log.info(
             "round %d/%d: %d/%d replies%s, loss %.6g, %.2f s (selected %s%s)",
             server_round,
@@ -501,13 +495,13 @@ def run_rounds(
             record.train_loss,
             record.seconds,
             ", ".join(selected),
-            f"; failed {', '.join(failed)}" if failed else "",
+            f"; failed {', '.join(failed + rejected)}" if failed or rejected else "",
             extra=event(
                 "round",
                 server_round=server_round,
                 rounds=last_round,
                 selected=selected,
-                failed=failed,
+                failed=failed + rejected,
                 rejected=rejected,
                 replies=accepted,
                 secure_aggregation=plan.secure_aggregation,
@@ -536,7 +530,8 @@ def _secure_round(
     except ClientFailure as exc:
         raise RoundFailedError(f"round {request.server_round}: {exc}") from None
     if summed.dropped:
-        failure = ClientFailure(f"dropped out of the secure aggregation: {', '.join(summed.dropped)}")
+        detail = f" ({summed.why_dropped})" if summed.why_dropped else ""
+        failure = ClientFailure(f"dropped out of the secure aggregation: {', '.join(summed.dropped)}{detail}")
         if not plan.tolerate_failures:
             raise failure
         log.warning(

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from fediot.federated.client import AutoencoderClient, Client, answer_query
 from fediot.federated.privacy import apply_local_dp
 from fediot.federated.statistics import ERROR_STATS, FEATURE_STATS
+from fediot.federated.types import ClientUpdate, Config, Weights
 from fediot.flower.codec import (
     ARRAYS_KEY,
     CONFIG_KEY,
@@ -39,6 +40,8 @@ __all__ = [
     "IDENTIFY",
     "QUERIES",
     "ClientFn",
+    "apply_scaler",
+    "fit_on_gateway",
     "handle_query",
     "handle_train",
     "load_rows",
@@ -59,7 +62,7 @@ def _reply(message: Message, content: RecordDict) -> Message:
     return Message(content, reply_to=message)
 
 
-def _apply_scaler(content: Any, client: Client) -> None:
+def apply_scaler(content: Any, client: Client) -> None:
     """Apply a server-sent scaler (sent with every message: each may run in a fresh process)."""
     scaler = records_to_scaler(content)
     if scaler is None:
@@ -73,13 +76,22 @@ def _apply_scaler(content: Any, client: Client) -> None:
 def handle_train(message: Message, client: Client) -> Message:
     """Decode global weights, config and scaler, run ``client.fit``, reply with weights, count and metrics."""
     content = message.content
-    _apply_scaler(content, client)
+    apply_scaler(content, client)
     weights = arrayrecord_to_weights(content.array_records[ARRAYS_KEY])
     config = configrecord_to_config(content.config_records[CONFIG_KEY]) if CONFIG_KEY in content else {}
+    return _reply(message, update_to_recorddict(fit_on_gateway(client, weights, config)))
+
+
+def fit_on_gateway(client: Client, weights: Weights, config: Config) -> ClientUpdate:
+    """``client.fit``, then local DP when the config asks for it (plain and SecAgg+ training alike).
+
+    Local DP (``privacy.mechanism='local'``) privatises the update here, before it leaves the gateway,
+    with fresh OS entropy.
+    """
     update = client.fit(weights, config)
-    # local DP (privacy.mechanism='local'): privatised here, before it leaves the gateway, with OS entropy
-    update = apply_local_dp(update, weights, config, np.random.default_rng())
-    return _reply(message, update_to_recorddict(update))
+    private = apply_local_dp(update, weights, config, np.random.default_rng())
+    assert isinstance(private, ClientUpdate)
+    return private
 
 
 def handle_query(message: Message, client: Client, name: str) -> Message:
@@ -88,7 +100,7 @@ def handle_query(message: Message, client: Client, name: str) -> Message:
     from flwr.app import RecordDict
 
     content = message.content
-    _apply_scaler(content, client)
+    apply_scaler(content, client)
     weights = arrayrecord_to_weights(content.array_records[ARRAYS_KEY]) if ARRAYS_KEY in content else None
     config = configrecord_to_config(content.config_records[CONFIG_KEY]) if CONFIG_KEY in content else {}
     summary = answer_query(client, name, weights, config)

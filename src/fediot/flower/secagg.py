@@ -24,7 +24,6 @@ Flower; the gateway refuses to upload them instead (it drops out of the round, n
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,6 @@ import numpy as np
 
 from fediot.config import ServerConfig
 from fediot.federated.engine import ClientFailure, Request, SecureAggregate
-from fediot.federated.privacy import apply_local_dp
 from fediot.federated.types import ClientUpdate, Weights
 from fediot.flower.codec import CONFIG_KEY, config_to_configrecord, import_flwr, scaler_to_records
 
@@ -51,8 +49,6 @@ __all__ = [
     "secure_train",
     "secure_train_round",
 ]
-
-log = logging.getLogger(__name__)
 
 SECURE_AGGREGATION_ENV = "FEDIOT_SECURE_AGGREGATION"
 """Set to ``1`` by ``fediot server --secure-aggregation``: every ServerApp of that SuperLink runs SecAgg+."""
@@ -221,10 +217,8 @@ def secure_train_round(
     ]
     loss = float(np.asarray(mean[n]).ravel()[0])
     dropped = [cid for cid in nodes if cid not in contributors]
-    if dropped:
-        reasons = "; ".join(captured.get("failures", [])) or "no reply"
-        log.warning("SecAgg+ round %d: %s left out (%s)", request.server_round, ", ".join(dropped), reasons)
-    return SecureAggregate(weights, contributors, dropped, loss)
+    why = ("; ".join(captured.get("failures", [])) or "no reply") if dropped else ""
+    return SecureAggregate(weights, contributors, dropped, loss, why)  # the engine logs the dropped
 
 
 # --- client side -----------------------------------------------------------------------------------------
@@ -238,7 +232,9 @@ def is_secagg_message(message: Message) -> bool:
 
 
 def secure_fit(client: Client, weights: Weights, config: Mapping[str, Any]) -> ClientUpdate:
-    """Train as the plain path does (``client.fit``, then local DP); check the update can be quantised.
+    """Train as the plain path does, then check that the update can be quantised.
+
+    Training is :func:`fediot.flower.client_app.fit_on_gateway` (``client.fit``, then local DP).
 
     Raises
     ------
@@ -247,11 +243,10 @@ def secure_fit(client: Client, weights: Weights, config: Mapping[str, Any]) -> C
         (Flower would clip or overflow them silently).
     """
     from fediot.federated.types import Config
+    from fediot.flower.client_app import fit_on_gateway
 
     fit_config: Config = {k: v for k, v in config.items() if k not in (CLIPPING_KEY, MAX_WEIGHT_KEY)}
-    update = client.fit(weights, fit_config)
-    update = apply_local_dp(update, weights, fit_config, np.random.default_rng())
-    assert isinstance(update, ClientUpdate)
+    update = fit_on_gateway(client, weights, fit_config)
     clip, max_weight = float(config[CLIPPING_KEY]), float(config[MAX_WEIGHT_KEY])
     if update.num_examples > max_weight:
         raise ValueError(
@@ -280,16 +275,11 @@ def secure_train(message: Message, context: Context, client_fn: Callable[[Contex
     from flwr.client.mod import secaggplus_mod
     from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 
-    from fediot.flower.codec import records_to_scaler
+    from fediot.flower.client_app import apply_scaler
 
     def fit(msg: Message, ctxt: Context) -> Message:
         client = client_fn(ctxt)
-        scaler = records_to_scaler(msg.content)
-        if scaler is not None:
-            set_scaler = getattr(client, "set_scaler", None)
-            if not callable(set_scaler):
-                raise TypeError(f"client {client.client_id!r} cannot apply a scaler")
-            set_scaler(scaler)
+        apply_scaler(msg.content, client)
         fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
         weights = [np.asarray(a, np.float32) for a in parameters_to_ndarrays(fitins.parameters)]
         update = secure_fit(client, weights, fitins.config)
