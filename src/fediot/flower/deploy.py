@@ -9,7 +9,7 @@ import ipaddress
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -551,9 +551,7 @@ def submit(app: str | Path, connection: str, run_config: Sequence[str], *, echo:
     str or None
         None when the run finished; else the one-line reason it failed.
     """
-    import signal
     import sys
-    import threading
 
     from fediot.flower.server_app import RUN_FAILED, RUN_FINISHED
 
@@ -561,44 +559,24 @@ def submit(app: str | Path, connection: str, run_config: Sequence[str], *, echo:
     cmd = [_executable("flwr"), "run", str(app), connection, "--stream"]
     for text in run_config:
         cmd += ["--run-config", text]
-
-    def _interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=flower_env(),
-        start_new_session=True,
-        preexec_fn=functools.partial(_die_with_parent, os.getpid()),
-    )
     outcome: str | None = "the run's log ended without fediot's last line (see `flwr log RUN_ID`)"
-    tail: list[str] = []
-    try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace")
-            if echo:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-            tail = [*tail[-19:], line.rstrip()]
-            _, marker, rest = line.partition(f"fediot INFO: {RUN_FINISHED}")
-            if marker:
-                outcome = None
-            _, marker, rest = line.partition(f"fediot ERROR: {RUN_FAILED}")
-            if marker:
-                outcome = rest.strip() or "the ServerApp failed"
-        code = proc.wait()
-    finally:
-        stop_process(proc)
-        if main_thread:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    last = ""
+
+    def read(line: str) -> None:
+        nonlocal outcome, last
+        if echo:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        last = line.strip() or last
+        if f"fediot INFO: {RUN_FINISHED}" in line:
+            outcome = None
+        _, marker, rest = line.partition(f"fediot ERROR: {RUN_FAILED}")
+        if marker:
+            outcome = rest.strip() or "the ServerApp failed"
+
+    code = run_foreground(cmd, on_line=read)
     if code != 0:
-        last = next((t for t in reversed(tail) if t.strip()), "")
-        return f"flwr run exited with status {code}" + (f": {last.strip()}" if last else "")
+        return f"flwr run exited with status {code}" + (f": {last}" if last else "")
     return outcome
 
 
@@ -795,13 +773,14 @@ def _pgid_gone(pgid: int) -> bool:
     return False
 
 
-def run_foreground(cmd: Sequence[str]) -> int:
+def run_foreground(cmd: Sequence[str], *, on_line: Callable[[str], None] | None = None) -> int:
     """Run ``cmd`` with :func:`flower_env` in the foreground; return its exit code.
 
-    On Ctrl-C or SIGTERM (or any error) its process group and descendants are stopped before this
-    returns (SIGTERM is turned into ``KeyboardInterrupt`` meanwhile). If this process is killed
-    outright (SIGKILL), Linux sends the child SIGTERM (parent-death signal), and the Flower process
-    stops its own children as on Ctrl-C.
+    With ``on_line`` the child's stdout and stderr are read here, each line passed to it as it arrives
+    (text, newline kept); otherwise the child writes to this process's own streams. On Ctrl-C or SIGTERM
+    (or any error) its process group and descendants are stopped before this returns (SIGTERM is turned
+    into ``KeyboardInterrupt`` meanwhile). If this process is killed outright (SIGKILL), Linux sends the
+    child SIGTERM (parent-death signal), and the Flower process stops its own children as on Ctrl-C.
     """
     import signal
     import threading
@@ -811,13 +790,20 @@ def run_foreground(cmd: Sequence[str]) -> int:
 
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    piped = subprocess.PIPE if on_line is not None else None
     proc = subprocess.Popen(
         list(cmd),
+        stdout=piped,
+        stderr=subprocess.STDOUT if piped else None,
         env=flower_env(),
         start_new_session=True,
         preexec_fn=functools.partial(_die_with_parent, os.getpid()),
     )
     try:
+        if on_line is not None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                on_line(raw.decode(errors="replace"))
         return proc.wait()
     finally:
         stop_process(proc)
